@@ -1,0 +1,3 @@
+from bloodcli.cli import main
+
+main()

@@ -1,0 +1,168 @@
+"""High-level workflows behind the commands; each is usable directly from Python.
+
+Examples
+--------
+>>> from bloodcli import api
+>>> table = api.featurize("sample_data/pbc", "glcm,shape,color")          # doctest: +SKIP
+>>> model, result = api.train(table, "svm", cv=5)                          # doctest: +SKIP
+>>> api.evaluate(model, api.featurize_for_model(model, "other_lab/"))     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from bloodcli.cache import FeatureCache, default_cache_dir
+from bloodcli.datasets import Dataset, load_dataset, load_inputs
+from bloodcli.errors import ImageReadError
+from bloodcli.evaluation import EvaluationResult, cross_validate, holdout_evaluate
+from bloodcli.features import build_extractors, extract_features, extractors_from_settings
+from bloodcli.features.extraction import FeatureTable, ProgressCallback
+from bloodcli.imaging import decode_image, read_bytes
+from bloodcli.metrics import classification_metrics
+from bloodcli.models import TrainedModel, train_model
+from bloodcli.preprocessing import Preprocessing
+
+FEATURES_SUFFIX = ".joblib"
+
+
+@dataclass
+class RunOptions:
+    """Options shared by every command that computes features."""
+
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    jobs: int | None = None
+    skip_errors: bool = False
+    batch_size: int = 32
+    progress: ProgressCallback | None = None
+
+    def cache(self) -> FeatureCache:
+        return FeatureCache((self.cache_dir or default_cache_dir()) if self.use_cache else None)
+
+
+def is_features_file(source) -> bool:
+    return str(source).lower().endswith(FEATURES_SUFFIX) and Path(source).is_file()
+
+
+def featurize(
+    source: str | Path | Dataset,
+    features: str | Sequence[str] = "glcm,shape,color",
+    preprocessing: Preprocessing = Preprocessing(),
+    feature_options=None,
+    options: RunOptions | None = None,
+) -> FeatureTable:
+    """Features of a dataset (path or :class:`Dataset`), or a saved features file as it is."""
+    options = options or RunOptions()
+    if not isinstance(source, Dataset) and is_features_file(source):
+        return FeatureTable.load(source)
+    dataset = source if isinstance(source, Dataset) else load_dataset(source, skip_errors=options.skip_errors)
+    return extract_features(
+        dataset, build_extractors(features, feature_options), preprocessing, cache=options.cache(),
+        jobs=options.jobs, skip_errors=options.skip_errors, progress=options.progress, batch_size=options.batch_size,
+    )  # fmt: skip
+
+
+def featurize_for_model(model: TrainedModel, source, options: RunOptions | None = None, labelled: bool = True) -> FeatureTable:
+    """Features computed exactly as the model's training features were."""
+    options = options or RunOptions()
+    if not isinstance(source, Dataset) and is_features_file(source):
+        table = FeatureTable.load(source)
+        model.check_compatible(table)
+        return table
+    if isinstance(source, Dataset):
+        dataset = source
+    elif labelled:
+        dataset = load_dataset(source, skip_errors=options.skip_errors)
+    else:
+        dataset = load_inputs(source if isinstance(source, (list, tuple)) else [source], skip_errors=options.skip_errors)
+    return extract_features(
+        dataset, extractors_from_settings(model.settings), model.settings.preprocessing, cache=options.cache(),
+        jobs=options.jobs, skip_errors=options.skip_errors, progress=options.progress, batch_size=options.batch_size,
+    )  # fmt: skip
+
+
+def train(
+    table: FeatureTable, model: str = "svm", *, cv: int | None = None, test_size: float | None = None,
+    seed: int = 0, jobs: int = 1,
+) -> tuple[TrainedModel, EvaluationResult | None]:  # fmt: skip
+    """Fit on all rows; with ``cv`` or ``test_size`` also report held-out metrics first.
+
+    The held-out metrics come from models fitted without the test rows; the returned model is
+    fitted on every row and stores those metrics as its provenance.
+    """
+    Dataset(table.samples, "training data", "").require_classes(2)
+    result = None
+    if cv:
+        result = cross_validate(table, model, cv, seed, jobs)
+    elif test_size:
+        result = holdout_evaluate(table, model, test_size, seed)
+    trained = train_model(table, model, seed, jobs)
+    if result is not None:
+        trained.metrics = result.summary()
+    return trained, result
+
+
+@dataclass
+class Predictions:
+    paths: list[str]
+    labels: np.ndarray
+    probabilities: np.ndarray
+    classes: list[str]
+    failures: list[tuple[str, str]]
+
+
+def predict(model: TrainedModel, inputs: Sequence[str | Path], options: RunOptions | None = None) -> Predictions:
+    """Predict labels and class probabilities of images, folders, globs or a dataset."""
+    table = featurize_for_model(model, list(map(str, inputs)), options, labelled=False)
+    probabilities = model.predict_proba(table.values)
+    labels = np.asarray(model.classes, dtype=object)[probabilities.argmax(axis=1)]
+    return Predictions([s.id for s in table.samples], labels, probabilities, model.classes, table.failures)
+
+
+def evaluate(model: TrainedModel, table: FeatureTable) -> dict:
+    """Metrics of ``model`` on a labelled feature table.
+
+    The result says how many samples the model was trained on (``n_seen_in_training``) so a
+    score on training data is never mistaken for a held-out score.
+    """
+    unknown = sorted(set(table.labels) - set(model.classes))
+    probabilities = model.predict_proba(table.values)
+    predicted = np.asarray(model.classes, dtype=object)[probabilities.argmax(axis=1)]
+    labels = list(model.classes) + unknown
+    padded = np.hstack([probabilities, np.zeros((len(table), len(unknown)))])
+    metrics = classification_metrics(table.labels, predicted, labels, padded)
+    seen = set(model.training_keys)
+    metrics["n_seen_in_training"] = sum(1 for key in table.content_keys if key in seen)
+    metrics["classes_unknown_to_model"] = unknown
+    metrics["skipped"] = [{"path": p, "reason": r} for p, r in table.failures]
+    return metrics
+
+
+def dataset_info(source: str | Path, skip_errors: bool = True, check_images: bool = True) -> dict:
+    """Classes, counts, image sizes and unreadable files of a dataset."""
+    dataset = load_dataset(source, skip_errors=skip_errors)
+    sizes: Counter = Counter()
+    unreadable = list(dataset.problems)
+    if check_images:
+        for path in sorted({s.path for s in dataset.samples}):
+            try:
+                image = decode_image(read_bytes(path), path)
+                sizes[f"{image.shape[1]}x{image.shape[0]}"] += 1
+            except ImageReadError as exc:
+                unreadable.append((str(path), exc.cause))
+    return {
+        "source": str(source),
+        "layout": dataset.kind,
+        "n_samples": len(dataset),
+        "n_images": len({s.path for s in dataset.samples}),
+        "classes": dataset.class_counts(),
+        "n_groups": len(set(dataset.groups)) if dataset.groups is not None else None,
+        "image_sizes": dict(sizes.most_common()),
+        "unreadable": [{"path": p, "reason": r} for p, r in unreadable],
+    }

@@ -1,0 +1,99 @@
+"""Fingerprinted feature cache: one joblib file per (image content, extractor settings).
+
+Layout::
+
+    CACHE_DIR/<extractor name>-<settings fingerprint>/<key[:2]>/<key>.joblib
+
+The settings fingerprint covers the extractor's name, code version and parameters and the
+preprocessing, so changing one option recomputes only that extractor. The key covers the image
+bytes and the crop box, so moving or renaming files keeps their features. Entries are written
+atomically and carry a checksum; a damaged entry is treated as missing and recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from bloodcli.imaging import atomic_write
+
+CACHE_ENV = "BLOODCLI_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$BLOODCLI_CACHE_DIR``, else ``$XDG_CACHE_HOME/bloodcli``, else ``~/.cache/bloodcli``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "bloodcli"
+
+
+def _checksum(values: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(values).tobytes(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True)
+class FeatureCache:
+    """A feature cache rooted at ``root``; ``root=None`` disables caching."""
+
+    root: Path | None
+
+    @property
+    def enabled(self) -> bool:
+        return self.root is not None
+
+    def entry_path(self, namespace: str, key: str) -> Path:
+        return self.root / namespace / key[:2] / f"{key}.joblib"
+
+    def get(self, namespace: str, key: str) -> np.ndarray | None:
+        """Cached feature vector, or None when absent or damaged."""
+        if self.root is None:
+            return None
+        path = self.entry_path(namespace, key)
+        try:
+            entry = joblib.load(path)
+            values = entry["values"]
+            if entry["checksum"] == _checksum(values):
+                return values
+        except FileNotFoundError:
+            return None
+        except Exception:  # truncated or foreign file: recompute  # noqa: BLE001
+            pass
+        path.unlink(missing_ok=True)
+        return None
+
+    def put(self, namespace: str, key: str, values: np.ndarray) -> None:
+        if self.root is None:
+            return
+        buffer = io.BytesIO()
+        joblib.dump({"values": values, "checksum": _checksum(values)}, buffer)
+        with atomic_write(self.entry_path(namespace, key), durable=False) as handle:
+            handle.write(buffer.getvalue())
+
+    def stats(self) -> dict:
+        """Number of entries and bytes per namespace."""
+        result: dict[str, dict[str, int]] = {}
+        if self.root is None or not self.root.is_dir():
+            return result
+        for namespace in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            files = list(namespace.rglob("*.joblib"))
+            result[namespace.name] = {"entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
+        return result
+
+    def clean(self, extractor: str | None = None) -> int:
+        """Delete cached entries (all, or one extractor's); return the number of files removed."""
+        if self.root is None or not self.root.is_dir():
+            return 0
+        removed = 0
+        for namespace in [p for p in self.root.iterdir() if p.is_dir()]:
+            if extractor is None or namespace.name.split("-")[0] == extractor:
+                removed += sum(1 for _ in namespace.rglob("*.joblib"))
+                shutil.rmtree(namespace)
+        return removed

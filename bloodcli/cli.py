@@ -1,0 +1,401 @@
+"""Command-line interface: parses options, calls :mod:`bloodcli.api`, prints results.
+
+Results go to stdout (tables on a terminal, one JSON object with ``--json``, CSV for
+``predict``); logs, warnings and progress bars go to stderr. Exit codes are listed in
+:mod:`bloodcli.errors`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bloodcli import __version__, api
+from bloodcli.errors import BloodcliError
+from bloodcli.preprocessing import Preprocessing
+
+app = typer.Typer(
+    name="bloodcli",
+    help="Classify blood cells in microscope images: features, classifiers and honest metrics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cache_app = typer.Typer(help="Inspect or clean the feature cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+_state = {"debug": False, "quiet": False}
+
+
+def log(message: str) -> None:
+    """A progress or status line on stderr (silenced by --quiet)."""
+    if not _state["quiet"]:
+        stderr.print(message, highlight=False)
+
+
+def handle_errors(command):
+    """Turn library errors into one line on stderr and a documented exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except BloodcliError as exc:
+            if _state["debug"]:
+                traceback.print_exc()
+            stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            stderr.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+            if _state["debug"]:
+                traceback.print_exc()
+            stderr.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (run with --debug for details)")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"bloodcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors; no logs.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    _state.update(debug=debug, quiet=quiet)
+
+
+# Options shared by the commands that compute features.
+FeaturesOpt = Annotated[str, typer.Option("--features", "-f", help="Extractors, comma-separated (see 'bloodcli features').")]
+FeatureOptionOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--feature-option", "-F", help="Extractor parameter EXTRACTOR.PARAM=VALUE, e.g. glcm.levels=16 (repeatable)."),
+]
+ResizeOpt = Annotated[Optional[int], typer.Option("--resize", help="Resize so the longer side has N pixels.")]
+GaussianOpt = Annotated[float, typer.Option("--gaussian", help="Gaussian blur sigma in pixels (0 = off).")]
+MedianOpt = Annotated[int, typer.Option("--median", help="Median blur aperture, odd (0 = off).")]
+ClaheOpt = Annotated[float, typer.Option("--clahe", help="CLAHE clip limit on lightness (0 = off).")]
+GrayOpt = Annotated[bool, typer.Option("--grayscale", help="Convert to grey before extracting features.")]
+CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Feature cache folder [default: $BLOODCLI_CACHE_DIR or ~/.cache/bloodcli].")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")]
+JobsOpt = Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes [default: all cores].")]
+SkipErrorsOpt = Annotated[bool, typer.Option("--skip-errors", help="Skip unreadable images and list them instead of stopping.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per CNN batch.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed for splits and models.")]
+
+
+@contextmanager
+def _progress(description: str):
+    """A progress callback drawing a bar on stderr, only when stderr is a terminal."""
+    if _state["quiet"] or not sys.stderr.isatty():
+        yield None
+        return
+    columns = (TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def advance(step: int, total: int) -> None:
+            bar.update(task, advance=step, total=total)
+
+        yield advance
+
+
+def _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress) -> api.RunOptions:
+    return api.RunOptions(cache_dir, not no_cache, jobs, skip_errors, batch_size, progress)
+
+
+def _report_table(table) -> None:
+    log(f"{len(table)} samples, {table.values.shape[1]} features ({table.n_computed} computed, {table.n_cached} from cache)")
+    _report_skipped(table.failures)
+
+
+def _report_skipped(failures) -> None:
+    if failures:
+        stderr.print(f"[yellow]skipped {len(failures)} file(s):[/]")
+        for path, reason in failures:
+            stderr.print(f"  {path}: {reason}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def extract(
+    dataset: Annotated[str, typer.Argument(help="Class-folder tree, CSV manifest or VOC folder.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Features file: .joblib, .csv or .parquet.")],
+    features: FeaturesOpt = "glcm,shape,color",
+    feature_option: FeatureOptionOpt = None,
+    resize: ResizeOpt = None,
+    gaussian: GaussianOpt = 0.0,
+    median: MedianOpt = 0,
+    clahe: ClaheOpt = 0.0,
+    grayscale: GrayOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    jobs: JobsOpt = None,
+    batch_size: BatchOpt = 32,
+    skip_errors: SkipErrorsOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Compute features of a dataset and save them (cached per image)."""
+    preprocessing = Preprocessing(resize, gaussian, median, clahe, grayscale)
+    with _progress("extracting") as progress:
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress)
+        table = api.featurize(dataset, features, preprocessing, feature_option or None, options)
+    table.save(output)
+    _report_table(table)
+    summary = {
+        "output": str(output), "n_samples": len(table), "n_features": int(table.values.shape[1]),
+        "n_computed": table.n_computed, "n_cached": table.n_cached,
+        "skipped": [{"path": p, "reason": r} for p, r in table.failures],
+    }  # fmt: skip
+    if json_output:
+        print(api_json(summary))
+    else:
+        log(f"wrote {output}")
+
+
+def api_json(data) -> str:
+    from bloodcli.reports import to_json
+
+    return to_json(data)
+
+
+@app.command()
+@handle_errors
+def train(
+    dataset: Annotated[str, typer.Argument(help="Dataset (folder, CSV, VOC) or a features .joblib file.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Model file to write.")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="svm, rf, logreg or xgboost.")] = "svm",
+    features: FeaturesOpt = "glcm,shape,color",
+    feature_option: FeatureOptionOpt = None,
+    cv: Annotated[Optional[int], typer.Option("--cv", help="Report K-fold cross-validated metrics first.")] = None,
+    test_size: Annotated[Optional[float], typer.Option("--test-size", help="Report metrics on a held-out fraction first.")] = None,
+    seed: SeedOpt = 0,
+    resize: ResizeOpt = None,
+    gaussian: GaussianOpt = 0.0,
+    median: MedianOpt = 0,
+    clahe: ClaheOpt = 0.0,
+    grayscale: GrayOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    jobs: JobsOpt = None,
+    batch_size: BatchOpt = 32,
+    skip_errors: SkipErrorsOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Train a classifier; with --cv or --test-size, print held-out metrics."""
+    if cv and test_size:
+        raise typer.BadParameter("use either --cv or --test-size, not both")
+    preprocessing = Preprocessing(resize, gaussian, median, clahe, grayscale)
+    with _progress("extracting") as progress:
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress)
+        table = api.featurize(dataset, features, preprocessing, feature_option or None, options)
+    _report_table(table)
+    log(f"training {model} on {len(table)} samples ({len(set(table.labels))} classes)")
+    trained, result = api.train(table, model, cv=cv, test_size=test_size, seed=seed, jobs=api_jobs(jobs))
+    if output is not None:
+        trained.save(output)
+        log(f"wrote {output}")
+    metrics = trained.metrics
+    if json_output:
+        print(api_json({"model": str(output) if output else None, "metrics": metrics, "skipped": table.failures}))
+    elif metrics is not None:
+        _print_metrics(metrics, f"{model} — {metrics['protocol']}")
+    elif output is None:
+        log("nothing to report: pass --cv K or --test-size F for held-out metrics, or -o to save the model")
+
+
+def api_jobs(jobs: int | None) -> int:
+    from bloodcli.features.extraction import resolve_jobs
+
+    return resolve_jobs(jobs)
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    from bloodcli.reports import print_metrics
+
+    print_metrics(metrics, stdout, title)
+
+
+@app.command()
+@handle_errors
+def predict(
+    model: Annotated[Path, typer.Argument(help="Model file from 'bloodcli train'.")],
+    inputs: Annotated[list[str], typer.Argument(help="Images, folders, globs, a CSV manifest or a VOC folder.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Predictions CSV [default: stdout].")] = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    jobs: JobsOpt = None,
+    batch_size: BatchOpt = 32,
+    skip_errors: SkipErrorsOpt = False,
+) -> None:
+    """Predict classes: CSV with path,label,prob_<class>... ."""
+    from bloodcli.imaging import atomic_write
+    from bloodcli.models import TrainedModel
+    from bloodcli.reports import predictions_csv
+
+    trained = TrainedModel.load(model)
+    with _progress("predicting") as progress:
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress)
+        result = api.predict(trained, inputs, options)
+    text = predictions_csv(result.paths, result.labels, result.probabilities, result.classes)
+    _report_skipped(result.failures)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        with atomic_write(output, "w") as handle:
+            handle.write(text)
+        log(f"wrote {len(result.paths)} predictions to {output}")
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model file from 'bloodcli train'.")],
+    dataset: Annotated[str, typer.Argument(help="Labelled dataset (folder, CSV, VOC) or features .joblib file.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write metrics.json, confusion_matrix.csv/.png here.")] = None,
+    json_output: JsonOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    jobs: JobsOpt = None,
+    batch_size: BatchOpt = 32,
+    skip_errors: SkipErrorsOpt = False,
+) -> None:
+    """Score a trained model on a labelled dataset."""
+    from bloodcli.models import TrainedModel
+    from bloodcli.reports import write_evaluation_outputs
+
+    trained = TrainedModel.load(model)
+    with _progress("extracting") as progress:
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress)
+        table = api.featurize_for_model(trained, dataset, options)
+    _report_table(table)
+    metrics = api.evaluate(trained, table)
+    seen = metrics["n_seen_in_training"]
+    if seen:
+        stderr.print(
+            f"[bold yellow]warning:[/] {seen} of {metrics['n_samples']} samples were used to train this model: "
+            "these metrics are not held-out estimates"
+        )
+    if out_dir is not None:
+        for path in write_evaluation_outputs(out_dir, metrics):
+            log(f"wrote {path}")
+    if json_output:
+        print(api_json(metrics))
+    else:
+        title = "Evaluation" + (" (includes TRAINING samples)" if seen else " (held-out)")
+        _print_metrics(metrics, title)
+
+
+@app.command()
+@handle_errors
+def info(
+    target: Annotated[str, typer.Argument(help="A dataset (folder, CSV, VOC) or a model file.")],
+    json_output: JsonOpt = False,
+) -> None:
+    """Describe a dataset (classes, counts, sizes, unreadable files) or a model file."""
+    from bloodcli.models import MODEL_FORMAT, TrainedModel
+
+    if Path(target).is_file() and _is_zip(target):
+        trained = TrainedModel.load(target)
+        data = {
+            "format": MODEL_FORMAT, "model": trained.name, "classes": trained.classes,
+            "features": trained.settings.to_dict(), "n_features": len(trained.feature_names),
+            "provenance": trained.provenance, "metrics": trained.metrics,
+        }  # fmt: skip
+    else:
+        data = api.dataset_info(target)
+    if json_output:
+        print(api_json(data))
+    else:
+        _print_info(data)
+
+
+def _is_zip(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
+def _print_info(data: dict) -> None:
+    from rich.table import Table
+
+    if "classes" in data and isinstance(data["classes"], dict):
+        stdout.print(f"{data['source']}: {data['layout']} dataset, {data['n_samples']} samples from {data['n_images']} images"
+                     + (f", {data['n_groups']} groups" if data.get("n_groups") else ""), highlight=False)  # fmt: skip
+        table = Table("class", "samples")
+        for name, count in data["classes"].items():
+            table.add_row(name, str(count))
+        stdout.print(table)
+        stdout.print("image sizes: " + ", ".join(f"{k} ({v})" for k, v in data["image_sizes"].items()), highlight=False)
+        if data["unreadable"]:
+            stdout.print(f"[yellow]{len(data['unreadable'])} unreadable:[/]")
+            for item in data["unreadable"]:
+                stdout.print(f"  {item['path']}: {item['reason']}", highlight=False)
+    else:
+        stdout.print_json(api_json(data))
+
+
+@app.command("features")
+def list_features() -> None:
+    """List the feature extractors and their parameters."""
+    from rich.table import Table
+
+    from bloodcli.features import EXTRACTORS
+
+    table = Table("name", "description", "parameters (defaults)")
+    for name, cls in EXTRACTORS.items():
+        params = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in cls.defaults.items())
+        table.add_row(name, cls.description, params)
+    stdout.print(table)
+
+
+@cache_app.command("clean")
+@handle_errors
+def cache_clean(
+    cache_dir: CacheDirOpt = None,
+    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Only this extractor's entries.")] = None,
+) -> None:
+    """Delete cached features."""
+    cache = api.RunOptions(cache_dir).cache()
+    removed = cache.clean(extractor)
+    log(f"removed {removed} cached entries from {cache.root}")
+
+
+@cache_app.command("info")
+@handle_errors
+def cache_info(cache_dir: CacheDirOpt = None, json_output: JsonOpt = False) -> None:
+    """Show cache location, entries and size per extractor setting."""
+    cache = api.RunOptions(cache_dir).cache()
+    stats = cache.stats()
+    if json_output:
+        print(api_json({"cache_dir": str(cache.root), "namespaces": stats}))
+        return
+    stdout.print(f"cache: {cache.root}", highlight=False)
+    for namespace, values in stats.items():
+        stdout.print(f"  {namespace}: {values['entries']} entries, {values['bytes'] / 1e6:.1f} MB", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""The extraction facade: run a list of extractors over a dataset with caching and parallelism.
+
+Classical extractors run per image in worker processes (``jobs``); batched extractors (CNN
+backbones) run in the main process in batches. Every result goes through the
+:class:`~bloodcli.cache.FeatureCache`, so a second run over the same images computes nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from bloodcli.cache import FeatureCache
+from bloodcli.datasets import Dataset, Sample, crop
+from bloodcli.errors import DatasetError, ImageReadError, InputDataError, UsageError
+from bloodcli.features.base import CellImage, FeatureExtractor
+from bloodcli.imaging import atomic_write, content_hash, decode_image, read_bytes
+from bloodcli.preprocessing import Preprocessing
+
+ProgressCallback = Callable[[int, int], None]  # (samples just finished, total steps)
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Everything needed to recompute identical features: extractor specs and preprocessing."""
+
+    extractors: tuple[dict, ...]
+    preprocessing: Preprocessing = Preprocessing()
+
+    @classmethod
+    def of(cls, extractors: Sequence[FeatureExtractor], preprocessing: Preprocessing) -> "FeatureSettings":
+        return cls(tuple(e.spec() for e in extractors), preprocessing)
+
+    def to_dict(self) -> dict:
+        return {"extractors": [dict(e) for e in self.extractors], "preprocessing": self.preprocessing.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureSettings":
+        return cls(tuple(data["extractors"]), Preprocessing.from_dict(data.get("preprocessing")))
+
+    @property
+    def names(self) -> list[str]:
+        return [e["name"] for e in self.extractors]
+
+    def describe(self) -> str:
+        return f"features {'+'.join(self.names)}; preprocessing {self.preprocessing.describe()}"
+
+
+@dataclass
+class FeatureTable:
+    """Features of a dataset: one row per successfully processed sample."""
+
+    values: np.ndarray
+    feature_names: list[str]
+    samples: list[Sample]
+    content_keys: list[str]
+    settings: FeatureSettings
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    n_computed: int = 0
+    n_cached: int = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples], dtype=object)
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        groups = Dataset(self.samples, "", "").groups
+        return None if groups is None else np.array(groups, dtype=object)
+
+    def to_frame(self):
+        import pandas as pd
+
+        frame = pd.DataFrame(self.values, columns=self.feature_names)
+        frame.insert(0, "path", [str(s.path) for s in self.samples])
+        frame.insert(1, "box", ["" if s.box is None else ",".join(map(str, s.box)) for s in self.samples])
+        frame.insert(2, "label", [s.label for s in self.samples])
+        frame.insert(3, "group", [s.group for s in self.samples])
+        return frame
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save as joblib (plain arrays and builtins only); ``.csv``/``.parquet`` export a table."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".csv":
+            with atomic_write(path, "w") as handle:
+                self.to_frame().to_csv(handle, index=False)
+        elif suffix == ".parquet":
+            with atomic_write(path) as handle:
+                self.to_frame().to_parquet(handle, index=False)
+        else:
+            with atomic_write(path) as handle:
+                joblib.dump(self._to_payload(), handle, compress=3)
+
+    def _to_payload(self) -> dict:
+        return {
+            "format": "bloodcli-features/1",
+            "values": self.values,
+            "feature_names": list(self.feature_names),
+            "samples": [(str(s.path), s.label, s.group, s.box) for s in self.samples],
+            "content_keys": list(self.content_keys),
+            "settings": self.settings.to_dict(),
+            "failures": list(self.failures),
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FeatureTable":
+        try:
+            payload = joblib.load(path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+            raise InputDataError(f"{path}: not a readable bloodcli features file ({exc})") from None
+        if not isinstance(payload, dict) or payload.get("format") != "bloodcli-features/1":
+            raise InputDataError(f"{path}: not a bloodcli features file")
+        samples = [Sample(Path(p), label, group, tuple(box) if box else None) for p, label, group, box in payload["samples"]]
+        return cls(
+            payload["values"], payload["feature_names"], samples, payload["content_keys"],
+            FeatureSettings.from_dict(payload["settings"]), [tuple(f) for f in payload["failures"]],
+        )  # fmt: skip
+
+
+@dataclass
+class _SampleResult:
+    key: str | None
+    vectors: list[np.ndarray] | None
+    computed: int = 0
+    error: str | None = None
+
+
+def sample_key(data: bytes, sample: Sample) -> str:
+    """Cache key of a sample: the image content hash plus the crop box."""
+    digest = content_hash(data)
+    return digest if sample.box is None else f"{digest}-{'_'.join(map(str, sample.box))}"
+
+
+def load_sample_image(data: bytes, sample: Sample, preprocessing: Preprocessing) -> np.ndarray:
+    """Decode, crop and preprocess one sample's image."""
+    image = crop(decode_image(data, sample.path), sample.box)
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise ImageReadError(sample.id, f"image or box too small ({image.shape[1]}x{image.shape[0]} pixels)")
+    return preprocessing.apply(image)
+
+
+def _namespace(extractor: FeatureExtractor, preprocessing: Preprocessing) -> str:
+    settings = FeatureSettings.of([extractor], preprocessing)
+    return f"{extractor.name}-{joblib.hash(settings.to_dict())[:16]}"
+
+
+def _process_sample(sample: Sample, extractors, preprocessing: Preprocessing, cache: FeatureCache) -> _SampleResult:
+    """Worker: features of one sample for the per-image extractors, through the cache."""
+    try:
+        data = read_bytes(sample.path)
+        key = sample_key(data, sample)
+        vectors = [cache.get(_namespace(e, preprocessing), key) for e in extractors]
+        missing = [i for i, v in enumerate(vectors) if v is None]
+        if missing:
+            cell = CellImage(load_sample_image(data, sample, preprocessing))
+            for i in missing:
+                vectors[i] = _finite(extractors[i].compute(cell))
+                cache.put(_namespace(extractors[i], preprocessing), key, vectors[i])
+        return _SampleResult(key, vectors, computed=len(missing))
+    except ImageReadError as exc:
+        return _SampleResult(None, None, error=exc.cause if exc.path == str(sample.path) else str(exc))
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def extract_features(
+    dataset: Dataset,
+    extractors: Sequence[FeatureExtractor],
+    preprocessing: Preprocessing = Preprocessing(),
+    *,
+    cache: FeatureCache | None = None,
+    jobs: int | None = 1,
+    skip_errors: bool = False,
+    progress: ProgressCallback | None = None,
+    batch_size: int = 32,
+) -> FeatureTable:
+    """Compute features for every sample of ``dataset``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    extractors : sequence of FeatureExtractor
+        Their outputs are concatenated in this order.
+    preprocessing : Preprocessing
+    cache : FeatureCache, optional
+        Where to look up and store per-sample features (disabled when None).
+    jobs : int or None
+        Worker processes for per-image extractors; None or -1 uses every core.
+    skip_errors : bool
+        Record unreadable images in ``FeatureTable.failures`` instead of raising.
+    progress : callable, optional
+        Called as ``progress(advance, total)``; ``total`` counts one step per sample and pass
+        (one pass for all per-image extractors, one per batched extractor).
+    batch_size : int
+        Batch size of batched (CNN) extractors.
+
+    Returns
+    -------
+    FeatureTable
+    """
+    if not extractors:
+        raise UsageError("no feature extractors selected")
+    if not dataset.samples:
+        raise DatasetError(f"{dataset.source}: dataset has no images")
+    cache = cache or FeatureCache(None)
+    per_image = [e for e in extractors if not e.batched]
+    batched = [e for e in extractors if e.batched]
+    n = len(dataset.samples)
+    columns: dict[int, np.ndarray] = {}
+    keys: list[str | None] = [None] * n
+    errors: dict[int, str] = {}
+    computed = 0
+
+    def record(index: int, result: _SampleResult, owners: Sequence[FeatureExtractor]) -> None:
+        nonlocal computed
+        if result.error is not None:
+            if not skip_errors:
+                raise ImageReadError(dataset.samples[index].id, result.error)
+            errors.setdefault(index, result.error)
+            return
+        keys[index] = result.key
+        computed += result.computed
+        for extractor, vector in zip(owners, result.vectors):
+            columns.setdefault(id(extractor), np.zeros((n, vector.size), np.float32))[index] = vector
+
+    total_steps = n * (int(bool(per_image)) + len(batched))
+    advance = (lambda: progress(1, total_steps)) if progress else (lambda: None)
+    if per_image:
+        results = _run_per_image(dataset.samples, per_image, preprocessing, cache, jobs)
+        for index, result in enumerate(results):
+            record(index, result, per_image)
+            advance()
+    for extractor in batched:
+        todo = [i for i in range(n) if i not in errors]
+        for index, result in _run_batched(dataset.samples, todo, extractor, preprocessing, cache, batch_size):
+            record(index, result, [extractor])
+            advance()
+    kept = [i for i in range(n) if i not in errors]
+    if not kept:
+        raise DatasetError(f"{dataset.source}: no image could be read")
+    values = np.concatenate([columns[id(e)][kept] for e in extractors if id(e) in columns], axis=1)
+    names = [name for e in extractors for name in e.feature_names()]
+    failures = list(dataset.problems) + [(dataset.samples[i].id, errors[i]) for i in sorted(errors)]
+    total = len(kept) * len(extractors)
+    return FeatureTable(
+        values, names, [dataset.samples[i] for i in kept], [keys[i] for i in kept],
+        FeatureSettings.of(extractors, preprocessing), failures, computed, total - computed,
+    )  # fmt: skip
+
+
+def resolve_jobs(jobs: int | None) -> int:
+    """Number of worker processes: None, 0 or negative means every available core."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return available if not jobs or jobs < 0 else jobs
+
+
+def _run_per_image(samples, extractors, preprocessing, cache, jobs) -> Iterator[_SampleResult]:
+    workers = min(resolve_jobs(jobs), len(samples))
+    if workers <= 1:
+        return (_process_sample(s, extractors, preprocessing, cache) for s in samples)
+    parallel = joblib.Parallel(n_jobs=workers, return_as="generator", batch_size=8)
+    return parallel(joblib.delayed(_process_sample)(s, extractors, preprocessing, cache) for s in samples)
+
+
+def _prefetched(pool: ThreadPoolExecutor, load, batches, ahead: int):
+    """Yield each batch's loaded items while the next ``ahead`` batches load in the pool.
+
+    Bounded look-ahead keeps memory to a few batches however large the dataset.
+    """
+    pending: deque = deque()
+    remaining = iter(batches)
+    for batch in itertools.islice(remaining, ahead):
+        pending.append([pool.submit(load, i) for i in batch])
+    while pending:
+        current = pending.popleft()
+        following = next(remaining, None)
+        if following is not None:
+            pending.append([pool.submit(load, i) for i in following])
+        yield [future.result() for future in current]
+
+
+def _run_batched(samples, todo, extractor, preprocessing, cache, batch_size) -> Iterator[tuple[int, _SampleResult]]:
+    """Batches of decoded images for a CNN; decoding of the next batch overlaps inference."""
+    namespace = _namespace(extractor, preprocessing)
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+
+    def load(index: int):
+        sample = samples[index]
+        try:
+            data = read_bytes(sample.path)
+            key = sample_key(data, sample)
+            cached = cache.get(namespace, key)
+            image = None if cached is not None else extractor.prepare(load_sample_image(data, sample, preprocessing))
+            return index, key, cached, image, None
+        except ImageReadError as exc:
+            return index, None, None, None, exc.cause
+
+    with ThreadPoolExecutor(max_workers=max(2, min(8, resolve_jobs(None)))) as pool:
+        for loaded in _prefetched(pool, load, batches, ahead=2):
+            to_compute = [item for item in loaded if item[3] is not None]
+            if to_compute:
+                outputs = extractor.compute_batch([item[3] for item in to_compute])
+                for (index, key, _, _, _), vector in zip(to_compute, outputs):
+                    cache.put(namespace, key, _finite(vector))
+                fresh = {item[0]: _finite(v) for item, v in zip(to_compute, outputs)}
+            else:
+                fresh = {}
+            for index, key, cached, image, error in loaded:
+                if error is not None:
+                    yield index, _SampleResult(None, None, error=error)
+                else:
+                    vector = cached if cached is not None else fresh[index]
+                    yield index, _SampleResult(key, [vector], computed=int(image is not None))
