@@ -16,11 +16,11 @@ GLCM_PROPERTIES = ("contrast", "dissimilarity", "homogeneity", "energy", "correl
 
 
 def glcm_offsets(distances, angles_degrees) -> list[tuple[int, int]]:
-    """(row, column) offsets in scikit-image's convention: angle 0 points right, 90 up."""
+    """(row, column) offsets in scikit-image's convention (row offset = round(sin(angle) * d))."""
     offsets = []
     for distance in distances:
         for angle in np.deg2rad(angles_degrees):
-            offsets.append((int(round(-np.sin(angle) * distance)), int(round(np.cos(angle) * distance))))
+            offsets.append((int(round(np.sin(angle) * distance)), int(round(np.cos(angle) * distance))))
     return offsets
 
 
@@ -83,7 +83,7 @@ def glcm_properties(matrices: np.ndarray) -> dict[str, np.ndarray]:
     flat = std_i * std_j < 1e-15
     with np.errstate(divide="ignore", invalid="ignore"):
         correlation = np.where(flat, 1.0, covariance / np.where(flat, 1.0, std_i * std_j))
-        log_p = np.where(matrices > 0, np.log2(np.where(matrices > 0, matrices, 1)), 0.0)
+        log_p = np.where(matrices > 0, np.log(np.where(matrices > 0, matrices, 1)), 0.0)
     return {
         "contrast": (matrices * diff2).sum(axis=(0, 1)),
         "dissimilarity": (matrices * np.sqrt(diff2)).sum(axis=(0, 1)),

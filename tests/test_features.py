@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+from skimage.feature import graycomatrix, graycoprops
+
+from bloodcli.errors import UsageError
+from bloodcli.features import EXTRACTORS, CellImage, build_extractors, parse_feature_names
+from bloodcli.features.texture import GLCM_PROPERTIES, glcm, glcm_offsets, glcm_properties
+from bloodcli.imaging import read_image
+from bloodcli.preprocessing import Preprocessing
+from conftest import SAMPLE, synthetic_cell
+
+# Golden values: recomputing them must give the same numbers; a change means every cached
+# feature and every trained model changes too (bump the extractor's version).
+GOLDEN_NEUTROPHIL = {  # sample_data/pbc/neutrophil/BNE_225075.jpg
+    "glcm_contrast_d1_mean": 4.408508777618408,
+    "glcm_correlation_d2_mean": 0.8928346633911133,
+    "glcm_entropy_d4_mean": 5.117162227630615,
+    "shape_cell_area": 12231.0,
+    "shape_cell_solidity": 0.7495863437652588,
+    "shape_nucleus_area_ratio": 0.4282560646533966,
+    "color_rgb_r_mean": 132.47952270507812,
+    "color_hsv_s_p50": 104.0,
+    "color_lab_b_mean": 100.3194351196289,
+    "color_nucleus_rgb_b_mean": 133.46812438964844,
+    "color_hsv_h_hist12": 0.18150600790977478,
+}
+
+
+def features_of(image) -> dict[str, float]:
+    cell = CellImage(image)
+    return {n: float(v) for e in build_extractors("glcm,shape,color") for n, v in zip(e.feature_names(), e.compute(cell))}
+
+
+def test_golden_values_on_a_real_sample():
+    values = features_of(read_image(SAMPLE / "pbc" / "neutrophil" / "BNE_225075.jpg"))
+    for name, expected in GOLDEN_NEUTROPHIL.items():
+        assert values[name] == pytest.approx(expected, rel=1e-5), name
+
+
+def test_synthetic_cell_has_the_geometry_it_was_drawn_with():
+    values = features_of(synthetic_cell(size=96, cell_radius=30, nucleus_radius=14))
+    assert values["shape_nucleus_area"] == pytest.approx(np.pi * 14**2, rel=0.02)
+    assert values["shape_nucleus_eccentricity"] < 0.1
+    assert values["shape_nucleus_circularity"] > 0.9
+    assert values["shape_nucleus_lobes"] == 1
+    assert values["shape_cell_eccentricity"] < 0.2
+    assert values["color_nucleus_rgb_r_mean"] == 90 and values["color_nucleus_rgb_b_mean"] == 140
+    assert values["color_cytoplasm_rgb_r_mean"] == 200 and values["color_cytoplasm_rgb_g_mean"] == 150
+    assert 0 < values["shape_nucleus_area_ratio"] < 1
+
+
+def test_two_nuclei_count_as_two_lobes():
+    image = synthetic_cell(size=120, cell_radius=45, nucleus_radius=1)
+    image[45:75, 36:56] = (90, 40, 140)  # two lobes 8 px apart
+    image[45:75, 64:84] = (90, 40, 140)
+    assert features_of(image)["shape_nucleus_lobes"] == 2
+
+
+def test_glcm_equals_scikit_image():
+    image = np.random.default_rng(0).integers(0, 8, (20, 23))
+    distances, angles = [1, 2], [0, 45, 90, 135]
+    reference = graycomatrix(image.astype(np.uint8), distances, np.deg2rad(angles), levels=8, symmetric=True, normed=True)
+    ours = glcm(image, 8, glcm_offsets(distances, angles))
+    np.testing.assert_allclose(ours, reference.reshape(8, 8, -1), atol=1e-12)
+    props = glcm_properties(ours)
+    for prop in GLCM_PROPERTIES:
+        np.testing.assert_allclose(props[prop], graycoprops(reference, prop).ravel(), atol=1e-9, err_msg=prop)
+
+
+def test_glcm_mask_excludes_background_pairs():
+    image = np.zeros((10, 10), int)
+    image[:, 5:] = 3
+    mask = np.zeros((10, 10), bool)
+    mask[:, 5:] = True
+    matrices = glcm(image, 4, [(0, 1)], mask=mask)
+    assert matrices[3, 3, 0] == pytest.approx(1.0)  # only the uniform masked half is counted
+
+
+def test_names_match_values_and_are_unique_for_every_extractor():
+    cell = CellImage(synthetic_cell())
+    all_names = []
+    for extractor in build_extractors("glcm,shape,color"):
+        values = extractor.compute(cell)
+        assert values.dtype == np.float32 and values.shape == (len(extractor.feature_names()),)
+        assert np.isfinite(values).all()
+        all_names += extractor.feature_names()
+    assert len(all_names) == len(set(all_names))
+
+
+def test_options_change_the_output_and_the_fingerprint():
+    default, custom = build_extractors("glcm"), build_extractors("glcm", ["glcm.distances=1,3", "glcm.levels=16"])
+    assert custom[0].params["distances"] == [1, 3] and custom[0].params["levels"] == 16
+    assert default[0].fingerprint() != custom[0].fingerprint()
+    assert len(custom[0].feature_names()) == len(GLCM_PROPERTIES) * 2 * 2
+
+
+@pytest.mark.parametrize(
+    "spec, options, message",
+    [("glcm,nope", None, "unknown feature extractor"), ("glcm", ["glcm.nope=1"], "unknown option"),
+     ("glcm", ["glcm.levels=1"], "between 2 and 256"), ("glcm", ["shape.hu_moments=0"], "unselected"),
+     ("glcm", ["glcm.levels=abc"], "bad value")],
+)  # fmt: skip
+def test_bad_feature_specs(spec, options, message):
+    with pytest.raises(UsageError, match=message):
+        build_extractors(spec, options)
+
+
+def test_parse_accepts_plus_and_commas_without_repeats():
+    assert parse_feature_names("glcm+shape,color,glcm") == ["glcm", "shape", "color"]
+    assert set(EXTRACTORS) >= {"glcm", "shape", "color"}
+
+
+def test_blank_image_gives_finite_features():
+    blank = np.full((50, 50, 3), 240, np.uint8)
+    assert all(np.isfinite(v) for v in features_of(blank).values())
+
+
+def test_preprocessing_steps():
+    image = read_image(SAMPLE / "pbc" / "neutrophil" / "BNE_225075.jpg")
+    resized = Preprocessing(resize=100).apply(image)
+    assert max(resized.shape[:2]) == 100
+    grey = Preprocessing(grayscale=True, clahe_clip=2.0, median_size=3, gaussian_sigma=1.0).apply(image)
+    assert grey.shape == image.shape and (grey[..., 0] == grey[..., 2]).all()
+    with pytest.raises(UsageError):
+        Preprocessing(median_size=4)
