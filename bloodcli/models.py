@@ -67,7 +67,11 @@ CLASSIFIERS: dict[str, Callable[[int, int], BaseEstimator]] = {
 
 #: Types a skops model file may contain beyond skops' defaults. Trees index arrays without
 #: bounds checks, so loaded trees are also validated (see ``_validate_trees``).
-TRUSTED_SKOPS_TYPES = ["sklearn.tree._tree.Tree"]
+TRUSTED_SKOPS_TYPES = [
+    "sklearn.tree._tree.Tree",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+]
 
 
 def make_classifier(name: str, seed: int = 0, jobs: int = 1) -> BaseEstimator:
@@ -191,9 +195,9 @@ def _deserialise_estimator(archive: zipfile.ZipFile, path) -> BaseEstimator:
     try:
         estimator = sio.loads(data, trusted=TRUSTED_SKOPS_TYPES)
     except UntrustedTypesFoundException as exc:
-        raise ModelFileError(f"{path}: refused: the model file contains types outside the allow-list ({exc})") from None
+        raise ModelFileError(f"{path}: refused: the model file contains types outside the allow-list ({str(exc).splitlines()[0]})") from None
     except Exception as exc:  # noqa: BLE001 - skops raises many types for damaged data
-        raise ModelFileError(f"{path}: damaged model file ({type(exc).__name__}: {exc})") from None
+        raise ModelFileError(f"{path}: damaged model file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     _validate_trees(estimator, path)
     return estimator
 

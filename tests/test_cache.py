@@ -1,0 +1,64 @@
+import joblib
+import numpy as np
+
+from bloodcli.cache import FeatureCache
+from bloodcli.datasets import load_dataset
+from bloodcli.features import build_extractors, extract_features
+from bloodcli.preprocessing import Preprocessing
+
+
+def _extract(dataset, cache, spec="glcm,shape,color", options=None, preprocessing=Preprocessing(), jobs=1):
+    return extract_features(dataset, build_extractors(spec, options), preprocessing, cache=cache, jobs=jobs)
+
+
+def test_second_run_computes_nothing_and_gives_identical_features(tmp_path, small_dataset):
+    dataset, cache = load_dataset(small_dataset), FeatureCache(tmp_path / "c")
+    first = _extract(dataset, cache)
+    assert (first.n_computed, first.n_cached) == (36, 0)
+    second = _extract(dataset, cache, jobs=2)
+    assert (second.n_computed, second.n_cached) == (0, 36)
+    np.testing.assert_array_equal(first.values, second.values)
+
+
+def test_changing_one_option_recomputes_only_that_extractor(tmp_path, small_dataset):
+    dataset, cache = load_dataset(small_dataset), FeatureCache(tmp_path / "c")
+    _extract(dataset, cache)
+    changed = _extract(dataset, cache, options=["glcm.levels=16"])
+    assert (changed.n_computed, changed.n_cached) == (12, 24)
+    preprocessed = _extract(dataset, cache, preprocessing=Preprocessing(resize=128))
+    assert preprocessed.n_computed == 36
+
+
+def test_cache_key_is_content_not_path(tmp_path, small_dataset):
+    cache = FeatureCache(tmp_path / "c")
+    _extract(load_dataset(small_dataset), cache)
+    moved = small_dataset.rename(tmp_path / "moved")
+    assert _extract(load_dataset(moved), cache).n_computed == 0
+
+
+def test_damaged_entry_is_detected_and_recomputed(tmp_path, small_dataset):
+    dataset, cache = load_dataset(small_dataset), FeatureCache(tmp_path / "c")
+    reference = _extract(dataset, cache, spec="glcm")
+    entries = sorted((tmp_path / "c").rglob("*.joblib"))
+    entries[0].write_bytes(entries[0].read_bytes()[:20])  # truncated
+    entry = joblib.load(entries[1])
+    entry["values"] = entry["values"] + 1  # silently altered: checksum mismatch
+    joblib.dump(entry, entries[1])
+    again = _extract(dataset, cache, spec="glcm")
+    assert again.n_computed == 2
+    np.testing.assert_array_equal(again.values, reference.values)
+
+
+def test_disabled_cache_writes_nothing(tmp_path, small_dataset):
+    table = _extract(load_dataset(small_dataset), FeatureCache(None), spec="color")
+    assert table.n_computed == 12 and not (tmp_path / "c").exists()
+
+
+def test_stats_and_clean(tmp_path, small_dataset):
+    cache = FeatureCache(tmp_path / "c")
+    _extract(load_dataset(small_dataset), cache)
+    stats = cache.stats()
+    assert sorted(name.split("-")[0] for name in stats) == ["color", "glcm", "shape"]
+    assert all(v["entries"] == 12 for v in stats.values())
+    assert cache.clean("glcm") == 12 and len(cache.stats()) == 2
+    assert cache.clean() == 24 and cache.stats() == {}
