@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bloodcli import __version__, api
-from bloodcli.errors import BloodcliError
+from bloodcli.errors import BloodcliError, UsageError
 from bloodcli.preprocessing import Preprocessing
 
 app = typer.Typer(
@@ -202,7 +202,7 @@ def train(
 ) -> None:
     """Train a classifier; with --cv or --test-size, print held-out metrics."""
     if cv and test_size:
-        raise typer.BadParameter("use either --cv or --test-size, not both")
+        raise UsageError("use either --cv or --test-size, not both")
     preprocessing = Preprocessing(resize, gaussian, median, clahe, grayscale)
     with _progress("extracting") as progress:
         options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress)
