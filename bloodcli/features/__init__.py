@@ -16,6 +16,9 @@ from collections.abc import Mapping, Sequence
 from bloodcli.errors import ModelFileError, UsageError
 from bloodcli.features.base import CellImage, FeatureExtractor
 from bloodcli.features.color import ColorExtractor
+from bloodcli.features.deep import (
+    EfficientNetB0Extractor, MobileNetExtractor, MobileNetV2Extractor, ResNet50Extractor, VGG16Extractor, VGG19Extractor,
+)  # fmt: skip
 from bloodcli.features.extraction import FeatureSettings, FeatureTable, extract_features
 from bloodcli.features.shape import ShapeExtractor
 from bloodcli.features.texture import GLCMExtractor
@@ -24,9 +27,16 @@ EXTRACTORS: dict[str, type[FeatureExtractor]] = {
     "glcm": GLCMExtractor,
     "shape": ShapeExtractor,
     "color": ColorExtractor,
+    "resnet50": ResNet50Extractor,  # the default deep backbone
+    "mobilenetv2": MobileNetV2Extractor,
+    "mobilenet": MobileNetExtractor,
+    "vgg16": VGG16Extractor,
+    "vgg19": VGG19Extractor,
+    "efficientnetb0": EfficientNetB0Extractor,
 }
 
 DEFAULT_FEATURES = "glcm,shape,color"
+DEFAULT_DEEP_FEATURES = "resnet50"
 
 
 def parse_feature_names(spec: str | Sequence[str]) -> list[str]:
