@@ -11,17 +11,20 @@ Examples
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from bloodcli.cache import FeatureCache, default_cache_dir
 from bloodcli.datasets import Dataset, load_dataset, load_inputs
+from bloodcli.distributed import compute_backend
 from bloodcli.errors import ImageReadError
 from bloodcli.evaluation import EvaluationResult, cross_validate, holdout_evaluate
-from bloodcli.features import build_extractors, extract_features, extractors_from_settings
+from bloodcli.features import (
+    build_extractors, deep, extract_features, extractors_from_settings, parse_feature_names, parse_feature_options,
+)  # fmt: skip
 from bloodcli.features.extraction import FeatureTable, ProgressCallback
 from bloodcli.imaging import decode_image, read_bytes
 from bloodcli.metrics import classification_metrics
@@ -41,6 +44,13 @@ class RunOptions:
     skip_errors: bool = False
     batch_size: int = 32
     progress: ProgressCallback | None = None
+    weights: str | None = None  # deep extractors: "imagenet", "none" or a local .h5 file
+    device: str = "auto"  # deep extractors: "cpu", "gpu" or "auto"
+    scheduler: str | None = None  # Dask scheduler address or "local"; default $DASK_SCHEDULER_ADDRESS
+
+    def extraction_kwargs(self) -> dict:
+        return dict(cache=self.cache(), jobs=self.jobs, skip_errors=self.skip_errors, progress=self.progress,
+                    batch_size=self.batch_size)  # fmt: skip
 
     def cache(self) -> FeatureCache:
         return FeatureCache((self.cache_dir or default_cache_dir()) if self.use_cache else None)
@@ -61,11 +71,25 @@ def featurize(
     options = options or RunOptions()
     if not isinstance(source, Dataset) and is_features_file(source):
         return FeatureTable.load(source)
+    if options.weights is not None:
+        feature_options = deep.weights_options(parse_feature_names(features), _options_dict(feature_options), options.weights)
+    extractors = build_extractors(features, feature_options)
+    deep.use_device(options.device)
     dataset = source if isinstance(source, Dataset) else load_dataset(source, skip_errors=options.skip_errors)
-    return extract_features(
-        dataset, build_extractors(features, feature_options), preprocessing, cache=options.cache(),
-        jobs=options.jobs, skip_errors=options.skip_errors, progress=options.progress, batch_size=options.batch_size,
-    )  # fmt: skip
+    return _extract(dataset, extractors, preprocessing, options)
+
+
+def _extract(dataset: Dataset, extractors, preprocessing: Preprocessing, options: RunOptions) -> FeatureTable:
+    """Run the extraction facade locally or, with a scheduler, on Dask workers."""
+    with compute_backend(options.scheduler) as client:
+        backend = "dask" if client is not None else None
+        return extract_features(dataset, extractors, preprocessing, backend=backend, **options.extraction_kwargs())
+
+
+def _options_dict(feature_options) -> dict:
+    if feature_options is None or isinstance(feature_options, Mapping):
+        return dict(feature_options or {})
+    return parse_feature_options(feature_options)
 
 
 def featurize_for_model(model: TrainedModel, source, options: RunOptions | None = None, labelled: bool = True) -> FeatureTable:
@@ -81,28 +105,32 @@ def featurize_for_model(model: TrainedModel, source, options: RunOptions | None 
         dataset = load_dataset(source, skip_errors=options.skip_errors)
     else:
         dataset = load_inputs(source if isinstance(source, (list, tuple)) else [source], skip_errors=options.skip_errors)
-    return extract_features(
-        dataset, extractors_from_settings(model.settings), model.settings.preprocessing, cache=options.cache(),
-        jobs=options.jobs, skip_errors=options.skip_errors, progress=options.progress, batch_size=options.batch_size,
-    )  # fmt: skip
+    settings = model.settings
+    if options.weights is not None:  # the model's weights file lives elsewhere on this machine
+        settings = replace(settings, extractors=deep.override_weights(settings.extractors, options.weights))
+    extractors = extractors_from_settings(settings)
+    deep.use_device(options.device)
+    return _extract(dataset, extractors, settings.preprocessing, options)
 
 
 def train(
     table: FeatureTable, model: str = "svm", *, cv: int | None = None, test_size: float | None = None,
-    seed: int = 0, jobs: int = 1,
+    seed: int = 0, jobs: int = 1, scheduler: str | None = None,
 ) -> tuple[TrainedModel, EvaluationResult | None]:  # fmt: skip
     """Fit on all rows; with ``cv`` or ``test_size`` also report held-out metrics first.
 
     The held-out metrics come from models fitted without the test rows; the returned model is
-    fitted on every row and stores those metrics as its provenance.
+    fitted on every row and stores those metrics as its provenance. With a Dask ``scheduler``,
+    joblib-parallel work (folds, forests) runs on the cluster and XGBoost trains with xgboost.dask.
     """
     Dataset(table.samples, "training data", "").require_classes(2)
     result = None
-    if cv:
-        result = cross_validate(table, model, cv, seed, jobs)
-    elif test_size:
-        result = holdout_evaluate(table, model, test_size, seed)
-    trained = train_model(table, model, seed, jobs)
+    with compute_backend(scheduler) as client:
+        if cv:
+            result = cross_validate(table, model, cv, seed, jobs)
+        elif test_size:
+            result = holdout_evaluate(table, model, test_size, seed)
+        trained = train_model(table, model, seed, jobs, client)
     if result is not None:
         trained.metrics = result.summary()
     return trained, result

@@ -8,6 +8,7 @@ Results go to stdout (tables on a terminal, one JSON object with ``--json``, CSV
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import traceback
 from contextlib import contextmanager
@@ -67,6 +68,21 @@ def handle_errors(command):
     return wrapper
 
 
+class _LogHandler(logging.Handler):
+    """Library log records (e.g. the device a CNN runs on) as status lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log(record.getMessage())
+
+
+def _route_library_logs() -> None:
+    logger = logging.getLogger("bloodcli")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not any(isinstance(h, _LogHandler) for h in logger.handlers):
+        logger.addHandler(_LogHandler())
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"bloodcli {__version__}")
@@ -80,6 +96,7 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
     _state.update(debug=debug, quiet=quiet)
+    _route_library_logs()
 
 
 # Options shared by the commands that compute features.
@@ -98,6 +115,11 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor w
 JobsOpt = Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes [default: all cores].")]
 SkipErrorsOpt = Annotated[bool, typer.Option("--skip-errors", help="Skip unreadable images and list them instead of stopping.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per CNN batch.")]
+WeightsOpt = Annotated[
+    Optional[str],
+    typer.Option("--weights", help="Deep extractors' weights: imagenet, none (random) or a local no-top PATH.h5 (offline)."),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="Where deep extractors run: cpu, gpu or auto.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed for splits and models.")]
 
@@ -118,8 +140,8 @@ def _progress(description: str):
         yield advance
 
 
-def _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress) -> api.RunOptions:
-    return api.RunOptions(cache_dir, not no_cache, jobs, skip_errors, batch_size, progress)
+def _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights=None, device="auto") -> api.RunOptions:
+    return api.RunOptions(cache_dir, not no_cache, jobs, skip_errors, batch_size, progress, weights, device)
 
 
 def _report_table(table) -> None:
@@ -150,13 +172,15 @@ def extract(
     no_cache: NoCacheOpt = False,
     jobs: JobsOpt = None,
     batch_size: BatchOpt = 32,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
     skip_errors: SkipErrorsOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Compute features of a dataset and save them (cached per image)."""
     preprocessing = Preprocessing(resize, gaussian, median, clahe, grayscale)
     with _progress("extracting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress)
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device)
         table = api.featurize(dataset, features, preprocessing, feature_option or None, options)
     table.save(output)
     _report_table(table)
@@ -197,6 +221,8 @@ def train(
     no_cache: NoCacheOpt = False,
     jobs: JobsOpt = None,
     batch_size: BatchOpt = 32,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
     skip_errors: SkipErrorsOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -205,7 +231,7 @@ def train(
         raise UsageError("use either --cv or --test-size, not both")
     preprocessing = Preprocessing(resize, gaussian, median, clahe, grayscale)
     with _progress("extracting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress)
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device)
         table = api.featurize(dataset, features, preprocessing, feature_option or None, options)
     _report_table(table)
     log(f"training {model} on {len(table)} samples ({len(set(table.labels))} classes)")
@@ -244,6 +270,8 @@ def predict(
     no_cache: NoCacheOpt = False,
     jobs: JobsOpt = None,
     batch_size: BatchOpt = 32,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
     skip_errors: SkipErrorsOpt = False,
 ) -> None:
     """Predict classes: CSV with path,label,prob_<class>... ."""
@@ -253,7 +281,7 @@ def predict(
 
     trained = TrainedModel.load(model)
     with _progress("predicting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress)
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device)
         result = api.predict(trained, inputs, options)
     text = predictions_csv(result.paths, result.labels, result.probabilities, result.classes)
     _report_skipped(result.failures)
@@ -270,12 +298,14 @@ def predict(
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Model file from 'bloodcli train'.")],
     dataset: Annotated[str, typer.Argument(help="Labelled dataset (folder, CSV, VOC) or features .joblib file.")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write metrics.json, confusion_matrix.csv/.png here.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write metrics.json, confusion_matrix.csv/.png, report.html here.")] = None,
     json_output: JsonOpt = False,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     jobs: JobsOpt = None,
     batch_size: BatchOpt = 32,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
     skip_errors: SkipErrorsOpt = False,
 ) -> None:
     """Score a trained model on a labelled dataset."""
@@ -284,7 +314,7 @@ def evaluate(
 
     trained = TrainedModel.load(model)
     with _progress("extracting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress)
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device)
         table = api.featurize_for_model(trained, dataset, options)
     _report_table(table)
     metrics = api.evaluate(trained, table)
@@ -295,13 +325,69 @@ def evaluate(
             "these metrics are not held-out estimates"
         )
     if out_dir is not None:
-        for path in write_evaluation_outputs(out_dir, metrics):
+        from bloodcli.html_report import evaluation_html, write_html
+
+        write_html(out_dir / "report.html", evaluation_html(metrics, f"bloodcli evaluate: {model.name} on {dataset}"))
+        for path in [*write_evaluation_outputs(out_dir, metrics), out_dir / "report.html"]:
             log(f"wrote {path}")
     if json_output:
         print(api_json(metrics))
     else:
         title = "Evaluation" + (" (includes TRAINING samples)" if seen else " (held-out)")
         _print_metrics(metrics, title)
+
+
+@app.command()
+@handle_errors
+def compare(
+    dataset: Annotated[str, typer.Argument(help="Dataset (folder, CSV, VOC) or a features .joblib file.")],
+    more_sets: Annotated[Optional[list[str]], typer.Argument(help="More feature sets (so '--feature-sets A B C' works unquoted).", show_default=False)] = None,
+    feature_sets: Annotated[
+        Optional[list[str]],
+        typer.Option("--feature-sets", "-s", help="Feature set, extractors joined by '+', e.g. glcm+shape+color (repeatable; "
+                     "space-separated sets in one value also work).  [default: glcm+shape+color]"),
+    ] = None,
+    models: Annotated[str, typer.Option("--models", "-m", help="Classifiers, comma-separated.")] = "svm,rf,logreg,xgboost",
+    folds: Annotated[int, typer.Option("--folds", help="Folds per cross-validation round.")] = 5,
+    repeats: Annotated[int, typer.Option("--repeats", help="Cross-validation rounds (round r uses seed + r).")] = 3,
+    metric: Annotated[str, typer.Option("--metric", help="Metric that picks the best and is tested (balanced_accuracy, accuracy, f1_macro, ...).")] = "balanced_accuracy",
+    tune: Annotated[bool, typer.Option("--tune", help="Tune hyper-parameters by inner CV on each training part (nested CV; slower).")] = False,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write results.csv, results.json and report.html here.")] = None,
+    seed: SeedOpt = 0,
+    feature_option: FeatureOptionOpt = None,
+    resize: ResizeOpt = None,
+    gaussian: GaussianOpt = 0.0,
+    median: MedianOpt = 0,
+    clahe: ClaheOpt = 0.0,
+    grayscale: GrayOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    jobs: JobsOpt = None,
+    batch_size: BatchOpt = 32,
+    skip_errors: SkipErrorsOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Compare feature sets (classical, deep, fused) across classifiers on the same repeated CV folds."""
+    from bloodcli.compare import compare as run_compare
+    from bloodcli.reports import comparison_table, write_comparison_outputs
+
+    sets = [spec for value in [*(feature_sets or []), *(more_sets or [])] for spec in value.split()] or ["glcm+shape+color"]
+    preprocessing = Preprocessing(resize, gaussian, median, clahe, grayscale)
+    with _progress("extracting") as progress:
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress)
+        log(f"comparing {len(sets)} feature set(s) x {len(models.split(','))} model(s), {repeats}x{folds}-fold CV")
+        result = run_compare(dataset, sets, models, folds, repeats, seed, options, tune, metric=metric,
+                             preprocessing=preprocessing, feature_options=feature_option or None)  # fmt: skip
+    _report_skipped(result.failures)
+    data = result.to_dict()
+    if out_dir is not None:
+        for path in write_comparison_outputs(out_dir, result):
+            log(f"wrote {path}")
+    if json_output:
+        print(api_json(data))
+    else:
+        stdout.print(comparison_table(data))
+        stdout.print(data["sentence"], highlight=False)
 
 
 @app.command()

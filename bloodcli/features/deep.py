@@ -17,9 +17,11 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,7 +260,8 @@ def _instantiate(extractor: DeepExtractor, constructor, kwargs: dict, keras):
     settings = ", ".join(f"{k}={v}" for k, v in extractor.params.items() if k not in ("weights", "weights_sha256"))
     try:
         if weights == "imagenet":
-            return constructor(weights="imagenet", **kwargs)
+            with contextlib.redirect_stdout(sys.stderr):  # keras prints download progress; stdout is for results
+                return constructor(weights="imagenet", **kwargs)
         if weights == "none":
             return _seeded(lambda: constructor(weights=None, **kwargs), keras)
         model = constructor(weights=None, **kwargs)
