@@ -120,6 +120,7 @@ def extract_union(
     if stray:
         raise UsageError(f"feature option(s) given for unselected extractor(s): {', '.join(sorted(stray))}")
     dataset = source if isinstance(source, Dataset) else load_dataset(source, skip_errors=options.skip_errors)
+    _start_workers(min(resolve_jobs(options.jobs), len(dataset)))
     tables, timings = [], []
     for name in names:
         start = time.perf_counter()
@@ -128,6 +129,12 @@ def extract_union(
         tables.append(table)
         timings.append(ExtractorTiming(name, extractor_kind(name), seconds, len(table), table.n_computed, table.n_cached))
     return _join(tables) + (timings,)
+
+
+def _start_workers(workers: int) -> None:
+    """Start (and import bloodcli in) the reusable worker processes, so the first extractor timed doesn't pay for it."""
+    if workers > 1:
+        joblib.Parallel(n_jobs=workers)(joblib.delayed(extractor_kind)("glcm") for _ in range(workers))
 
 
 def _join(tables: list[FeatureTable]) -> tuple[FeatureTable, dict[str, slice]]:

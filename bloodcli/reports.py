@@ -146,3 +146,69 @@ def predictions_csv(paths: list[str], labels, probabilities: np.ndarray, classes
     for path, label, row in zip(paths, labels, probabilities):
         writer.writerow([path, label, *(f"{p:.6f}" for p in row)])
     return buffer.getvalue()
+
+
+COMPARE_TABLE_METRICS = (
+    ("accuracy", "accuracy"), ("balanced_accuracy", "bal. acc."), ("f1_weighted", "F1 weighted"),
+    ("f1_macro", "F1 macro"), ("roc_auc_ovr", "ROC-AUC"),
+)  # fmt: skip
+
+
+def _mean_std(entry: dict) -> str:
+    return "n/a" if entry["mean"] is None else f"{entry['mean']:.3f}±{entry['std']:.3f}"
+
+
+def _ms(value, cached: bool = False) -> str:
+    return "n/a" if value is None else f"{value:.2f}" + ("*" if cached else "")
+
+
+def comparison_table(data: dict) -> Table:
+    """Rich table of ``ComparisonResult.to_dict()``: one row per configuration, the best marked ★."""
+    table = Table(title=f"Comparison — {data['protocol']}", title_justify="left")
+    for column in ("", "features", "model"):
+        table.add_column(column)
+    for _, label in COMPARE_TABLE_METRICS:
+        table.add_column(label, justify="right")
+    table.add_column("extract ms", justify="right")
+    table.add_column("train ms", justify="right")
+    for row in data["results"]:
+        timing = row["timing"]
+        table.add_row(
+            "★" if row["best"] else "", row["features"], row["model"],
+            *(_mean_std(row["metrics"][key]) for key, _ in COMPARE_TABLE_METRICS),
+            _ms(timing["extract_ms_per_sample"], timing["extract_cached"]), _ms(timing["train_ms_per_sample"]),
+            style="bold green" if row["best"] else None,
+        )  # fmt: skip
+    table.caption = (f"mean±std over folds; ★ best by mean {data['selection_metric'].replace('_', ' ')}; "
+                     "ms per sample (train: per training sample); * features read from the cache")  # fmt: skip
+    return table
+
+
+def comparison_csv(data: dict) -> str:
+    """CSV text with one row per configuration: metric means and stds, timings, best flag."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    metrics = [key for key, _ in COMPARE_TABLE_METRICS]
+    writer.writerow(["features", "kind", "model", *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
+                     "extract_ms_per_sample", "extract_cached", "train_ms_per_sample", "best"])  # fmt: skip
+    for row in data["results"]:
+        values = [row["metrics"][m][s] for m in metrics for s in ("mean", "std")]
+        timing = row["timing"]
+        writer.writerow([row["features"], row["kind"], row["model"], *("" if v is None else f"{v:.6f}" for v in values),
+                         "" if timing["extract_ms_per_sample"] is None else f"{timing['extract_ms_per_sample']:.3f}",
+                         timing["extract_cached"], f"{timing['train_ms_per_sample']:.3f}", row["best"]])  # fmt: skip
+    return buffer.getvalue()
+
+
+def write_comparison_outputs(out_dir: str | Path, result) -> list[Path]:
+    """Write results.csv, results.json and a self-contained report.html of a comparison into ``out_dir``."""
+    from bloodcli.html_report import comparison_html, write_html
+
+    out = Path(out_dir)
+    data = result.to_dict()
+    paths = [out / "results.csv", out / "results.json", out / "report.html"]
+    with atomic_write(paths[0], "w") as handle:
+        handle.write(comparison_csv(data))
+    write_json(paths[1], data)
+    write_html(paths[2], comparison_html(result))
+    return paths

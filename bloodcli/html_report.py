@@ -1,0 +1,236 @@
+"""Self-contained HTML reports: inline CSS and plots embedded as base64 PNG, no external resources.
+
+A report opens anywhere (e-mail attachment, offline laptop, CI artefact) and shows the same thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+from bloodcli.imaging import atomic_write
+from bloodcli.reports import SUMMARY_ROWS, confusion_matrix_figure
+
+STYLE = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto; max-width: 1100px;
+       color: #1f2328; line-height: 1.45; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #d0d7de; }
+.meta { color: #57606a; font-size: .9rem; }
+.verdict { font-size: 1.1rem; background: #f6f8fa; border-left: 4px solid #0969da; padding: .8rem 1rem; }
+table { border-collapse: collapse; font-size: .88rem; margin: .5rem 0; }
+th, td { border: 1px solid #d0d7de; padding: .25rem .55rem; text-align: right; }
+th { background: #f6f8fa; } td.text, th.text { text-align: left; }
+tr.best td { background: #dafbe1; font-weight: 600; }
+.figures { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+.figures figure { margin: 0; } figcaption { font-size: .85rem; color: #57606a; }
+img { max-width: 100%; height: auto; }
+"""
+
+COMPARE_COLUMNS = (
+    ("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."), ("f1_weighted", "F1 weighted"),
+    ("f1_macro", "F1 macro"), ("roc_auc_ovr", "ROC-AUC OvR"),
+)  # fmt: skip
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_base64(figure) -> str:
+    """PNG of a matplotlib figure as base64 text (the figure is closed)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    _pyplot().close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def metric_bar_figure(results: list[dict], metric: str):
+    """Bars of the mean ``metric`` per configuration with ± std error bars, best bar highlighted."""
+    plt = _pyplot()
+    names = [f"{r['features']}\n{r['model']}" for r in results]
+    means = [r["metrics"][metric]["mean"] or 0.0 for r in results]
+    stds = [r["metrics"][metric]["std"] or 0.0 for r in results]
+    colours = {"classical": "#4c78a8", "deep": "#f58518", "fused": "#54a24b"}
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.75 * len(results) + 2), 4.2))
+    bars = axes.bar(range(len(results)), means, yerr=stds, capsize=3, color=[colours[r["kind"]] for r in results])
+    for bar, result in zip(bars, results):
+        if result.get("best"):
+            bar.set_edgecolor("black")
+            bar.set_linewidth(2)
+    axes.set_xticks(range(len(results)), names, rotation=60, ha="right", fontsize=7)
+    axes.set_ylabel(f"{metric.replace('_', ' ')} (mean ± std over folds)")
+    low = min(m - s for m, s in zip(means, stds))
+    axes.set_ylim(max(0.0, low - 0.05), min(1.0, max(m + s for m, s in zip(means, stds)) + 0.03) if means else 1.0)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for k, c in colours.items() if any(r["kind"] == k for r in results)]
+    axes.legend(handles, [k for k in colours if any(r["kind"] == k for r in results)], fontsize=8, loc="lower right")
+    axes.set_title(f"{metric.replace('_', ' ')} per configuration (black edge: best)")
+    figure.tight_layout()
+    return figure
+
+
+def roc_figure(y_true, probabilities: np.ndarray, classes: list[str], title: str):
+    """One-vs-rest ROC curves, one per class, with each class's AUC in the legend."""
+    from sklearn.metrics import auc, roc_curve
+
+    plt = _pyplot()
+    y_true = np.asarray(y_true, dtype=object)
+    figure, axes = plt.subplots(figsize=(5.2, 4.6))
+    for i, label in enumerate(classes):
+        positive = y_true == label
+        if 0 < positive.sum() < len(y_true):
+            fpr, tpr, _ = roc_curve(positive, probabilities[:, i])
+            axes.plot(fpr, tpr, lw=1.5, label=f"{label} (AUC {auc(fpr, tpr):.3f})")
+    axes.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    axes.set_xlabel("false positive rate")
+    axes.set_ylabel("true positive rate")
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def _img(figure, caption: str) -> str:
+    return f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{figure_base64(figure)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def _cell(value, text: bool = False) -> str:
+    return f'<td class="text">{html.escape(str(value))}</td>' if text else f"<td>{html.escape(str(value))}</td>"
+
+
+def _mean_std(entry: dict) -> str:
+    return "n/a" if entry["mean"] is None else f"{entry['mean']:.3f} ± {entry['std']:.3f}"
+
+
+def _ms(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _results_table(data: dict) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in COMPARE_COLUMNS)
+    rows = []
+    for r in data["results"]:
+        cached = " (cache)" if r["timing"]["extract_cached"] else ""
+        cells = [_cell(r["features"], True), _cell(r["kind"], True), _cell(r["model"], True)]
+        cells += [_cell(_mean_std(r["metrics"][key])) for key, _ in COMPARE_COLUMNS]
+        cells += [_cell(_ms(r["timing"]["extract_ms_per_sample"]) + cached), _cell(_ms(r["timing"]["train_ms_per_sample"]))]
+        rows.append(f'<tr class="{"best" if r["best"] else ""}">{"".join(cells)}</tr>')
+    return (
+        '<table><tr><th class="text">features</th><th class="text">kind</th><th class="text">model</th>'
+        f"{head}<th>extract ms/sample</th><th>train ms/sample</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _comparison_table(comparison: dict) -> str:
+    if comparison.get("skipped"):
+        return f"<p>{html.escape(comparison['note'])}</p>"
+    c = comparison
+    rows = [
+        ("A (deep)", f"{c['a']['features']} + {c['a']['model']}: {c['a']['mean']:.4f}"),
+        ("B (classical)", f"{c['b']['features']} + {c['b']['model']}: {c['b']['mean']:.4f}"),
+        ("mean difference A − B", f"{c['mean_difference']:+.4f}"),
+        ("95% CI (corrected)", f"{c['ci_low']:+.4f} to {c['ci_high']:+.4f}"),
+        ("Nadeau–Bengio corrected t", f"{c['t']:.3f} (df {c['df']}), p = {c['p_value']:.4g}"),
+        ("Wilcoxon signed-rank", f"p = {c['wilcoxon_p_value']:.4g}"),
+        ("paired folds", f"{c['n_folds']} (test/train ratio {c['test_train_ratio']:.3f})"),
+    ]
+    body = "".join(f'<tr><th class="text">{html.escape(k)}</th>{_cell(v, True)}</tr>' for k, v in rows)
+    return f"<table>{body}</table><p class=\"meta\">Metric: {html.escape(c['metric'].replace('_', ' '))}. " \
+        "Fold scores overlap in training data, so the t-test variance is corrected (Nadeau &amp; Bengio, 2003); " \
+        "the Wilcoxon test ignores that correlation and is shown for reference only.</p>"  # fmt: skip
+
+
+def _extraction_table(extraction: dict) -> str:
+    rows = "".join(
+        f"<tr>{_cell(name, True)}{_cell(t['kind'], True)}{_cell(_ms(t['ms_per_sample']))}{_cell(t['n_computed'])}{_cell(t['n_cached'])}</tr>"
+        for name, t in extraction.items()
+    )
+    return (
+        '<table><tr><th class="text">extractor</th><th class="text">kind</th><th>ms/sample</th><th>computed</th>'
+        f"<th>from cache</th></tr>{rows}</table><p class=\"meta\">Each extractor is timed on its own (decoding included); "
+        "times of cached values are cache reads, not computation.</p>"
+    )
+
+
+def _config_figures(result, config, heading: str) -> str:
+    evaluation = config.evaluation
+    y_true = result.labels[evaluation.test_indices]
+    pooled = f"pooled out-of-fold predictions, {result.repeats} repeat(s)"
+    confusion = confusion_matrix_figure(evaluation.metrics, f"{config.label}")
+    roc = roc_figure(y_true, evaluation.probabilities, result.classes, f"ROC one-vs-rest: {config.label}")
+    return (
+        f"<h3>{html.escape(heading)}: {html.escape(config.label)}</h3><div class=\"figures\">"
+        f"{_img(confusion, f'Confusion matrix ({pooled})')}{_img(roc, f'ROC curves ({pooled})')}</div>"
+    )
+
+
+def comparison_html(result) -> str:
+    """The report of a :class:`~bloodcli.compare.ComparisonResult` as one self-contained HTML page."""
+    data = result.to_dict()
+    counts = ", ".join(f"{k} {v}" for k, v in data["classes"].items())
+    body = [
+        "<h1>bloodcli compare</h1>",
+        f'<p class="meta">{html.escape(data["source"])} — {data["n_samples"]} samples ({html.escape(counts)}); '
+        f'{html.escape(data["protocol"])}; seed {data["seed"]}; best by mean {html.escape(result.metric.replace("_", " "))}.</p>',
+        f'<p class="verdict">{html.escape(data["sentence"])}</p>',
+        "<h2>Results (mean ± std over all folds of all repeats)</h2>", _results_table(data),
+        '<div class="figures">' + _img(metric_bar_figure(data["results"], result.metric), "Mean ± std per configuration") + "</div>",
+        "<h2>Classical vs deep: paired test on the same folds</h2>", _comparison_table(data["comparison"]),
+        "<h2>Best configurations</h2>",
+    ]  # fmt: skip
+    shown = []
+    for heading, config in (("Best classical", result.best("classical")), ("Best deep", result.best("deep")),
+                            ("Best overall", result.best())):  # fmt: skip
+        if config is not None and config not in shown:
+            shown.append(config)
+            body.append(_config_figures(result, config, heading))
+    body += ["<h2>Feature extraction time</h2>", _extraction_table(data["extraction"])]
+    if data["skipped"]:
+        items = "".join(f"<li>{html.escape(s['path'])}: {html.escape(s['reason'])}</li>" for s in data["skipped"])
+        body.append(f"<h2>Skipped inputs</h2><ul>{items}</ul>")
+    return _page("bloodcli compare report", "\n".join(body))
+
+
+def evaluation_html(metrics: dict, title: str = "bloodcli evaluate") -> str:
+    """The report of a metrics dictionary (``bloodcli evaluate``) as one self-contained HTML page."""
+    summary = "".join(
+        f'<tr><th class="text">{html.escape(label)}</th>{_cell("n/a" if metrics.get(key) is None else f"{metrics[key]:.4f}")}</tr>'
+        for key, label in SUMMARY_ROWS
+    )
+    per_class = "".join(
+        f"<tr>{_cell(label, True)}" + "".join(_cell(f"{v[k]:.4f}") for k in ("precision", "recall", "specificity", "f1"))
+        + f"{_cell(v['support'])}</tr>"
+        for label, v in metrics["per_class"].items()
+    )  # fmt: skip
+    warning = ""
+    if metrics.get("n_seen_in_training"):
+        warning = (f'<p class="verdict">{metrics["n_seen_in_training"]} of {metrics["n_samples"]} samples were used to '
+                   "train this model: these metrics are not held-out estimates.</p>")  # fmt: skip
+    body = [
+        f"<h1>{html.escape(title)}</h1>", f'<p class="meta">{metrics["n_samples"]} samples.</p>', warning,
+        f"<h2>Summary</h2><table>{summary}</table>",
+        '<h2>Per class</h2><table><tr><th class="text">class</th><th>precision</th><th>recall</th><th>specificity</th>'
+        f"<th>F1</th><th>support</th></tr>{per_class}</table>",
+        '<h2>Confusion matrix</h2><div class="figures">' + _img(confusion_matrix_figure(metrics), "Confusion matrix") + "</div>",
+    ]  # fmt: skip
+    return _page(title, "\n".join(body))
+
+
+def write_html(path: str | Path, text: str) -> None:
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
