@@ -51,8 +51,9 @@ def _logistic_regression(seed: int, jobs: int) -> BaseEstimator:
 def _xgboost(seed: int, jobs: int) -> BaseEstimator:
     from xgboost import XGBClassifier
 
+    # No row subsampling: it draws per data partition, so a Dask run could not reproduce a local one.
     return XGBClassifier(
-        n_estimators=400, learning_rate=0.1, max_depth=5, subsample=0.9, colsample_bytree=0.6,
+        n_estimators=400, learning_rate=0.1, max_depth=5, subsample=1.0, colsample_bytree=0.6,
         tree_method="hist", n_jobs=jobs, random_state=seed,
     )  # fmt: skip
 
@@ -229,20 +230,28 @@ def encode_labels(labels, classes: list[str]) -> np.ndarray:
     return np.array([index[label] for label in labels], dtype=np.int64)
 
 
-def fit_classifier(name: str, values: np.ndarray, labels, classes: list[str], seed: int = 0, jobs: int = 1):
-    """Fit a fresh classifier on integer-encoded labels (so every backend sees the same targets)."""
+def fit_classifier(name: str, values: np.ndarray, labels, classes: list[str], seed: int = 0, jobs: int = 1, client=None):
+    """Fit a fresh classifier on integer-encoded labels (so every backend sees the same targets).
+
+    With a Dask ``client``, XGBoost trains through xgboost.dask on the cluster.
+    """
     estimator = make_classifier(name, seed, jobs)
-    estimator.fit(values, encode_labels(labels, classes))
+    targets = encode_labels(labels, classes)
+    if client is not None and name.lower() == "xgboost":
+        from bloodcli.distributed import fit_xgboost_on_dask
+
+        return fit_xgboost_on_dask(client, values, targets, estimator)
+    estimator.fit(values, targets)
     return estimator
 
 
-def train_model(table: FeatureTable, model: str = "svm", seed: int = 0, jobs: int = 1) -> TrainedModel:
-    """Train a classifier on a feature table (all rows)."""
+def train_model(table: FeatureTable, model: str = "svm", seed: int = 0, jobs: int = 1, client=None) -> TrainedModel:
+    """Train a classifier on a feature table (all rows); ``client``: a Dask client for xgboost.dask."""
     labels = table.labels
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise UsageError(f"training needs at least two classes, found {len(classes)} ({', '.join(classes)})")
-    estimator = fit_classifier(model, table.values, labels, classes, seed, jobs)
+    estimator = fit_classifier(model, table.values, labels, classes, seed, jobs, client)
     return TrainedModel(
         name=model.lower(), estimator=estimator, classes=classes, settings=table.settings,
         feature_names=list(table.feature_names), training_keys=list(table.content_keys),

@@ -186,6 +186,7 @@ def extract_features(
     skip_errors: bool = False,
     progress: ProgressCallback | None = None,
     batch_size: int = 32,
+    backend: str | None = None,
 ) -> FeatureTable:
     """Compute features for every sample of ``dataset``.
 
@@ -206,6 +207,9 @@ def extract_features(
         (one pass for all per-image extractors, one per batched extractor).
     batch_size : int
         Batch size of batched (CNN) extractors.
+    backend : str, optional
+        joblib backend for per-image work; ``"dask"`` spreads it over the workers of the active
+        Dask client (see :mod:`bloodcli.distributed`) and ignores ``jobs``.
 
     Returns
     -------
@@ -239,7 +243,7 @@ def extract_features(
     total_steps = n * (int(bool(per_image)) + len(batched))
     advance = (lambda: progress(1, total_steps)) if progress else (lambda: None)
     if per_image:
-        results = _run_per_image(dataset.samples, per_image, preprocessing, cache, jobs)
+        results = _run_per_image(dataset.samples, per_image, preprocessing, cache, jobs, backend)
         for index, result in enumerate(results):
             record(index, result, per_image)
             advance()
@@ -267,10 +271,12 @@ def resolve_jobs(jobs: int | None) -> int:
     return available if not jobs or jobs < 0 else jobs
 
 
-def _run_per_image(samples, extractors, preprocessing, cache, jobs) -> Iterator[_SampleResult]:
-    workers = min(resolve_jobs(jobs), len(samples))
-    if workers <= 1:
+def _run_per_image(samples, extractors, preprocessing, cache, jobs, backend=None) -> Iterator[_SampleResult]:
+    workers = -1 if backend == "dask" else min(resolve_jobs(jobs), len(samples))
+    if workers == 1 or workers == 0:
         return (_process_sample(s, extractors, preprocessing, cache) for s in samples)
+    # Ordered generator: results stream back in dataset order, so memory holds only features.
+    # With backend="dask" the active joblib.parallel_config (bloodcli.distributed) routes this to Dask.
     parallel = joblib.Parallel(n_jobs=workers, return_as="generator", batch_size=8)
     return parallel(joblib.delayed(_process_sample)(s, extractors, preprocessing, cache) for s in samples)
 
