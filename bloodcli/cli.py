@@ -120,6 +120,10 @@ WeightsOpt = Annotated[
     typer.Option("--weights", help="Deep extractors' weights: imagenet, none (random) or a local no-top PATH.h5 (offline)."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="Where deep extractors run: cpu, gpu or auto.")]
+SchedulerOpt = Annotated[
+    Optional[str],
+    typer.Option("--scheduler", help="Run on Dask: scheduler address (tcp://host:8786) or 'local' [default: $DASK_SCHEDULER_ADDRESS]."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed for splits and models.")]
 
@@ -140,8 +144,10 @@ def _progress(description: str):
         yield advance
 
 
-def _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights=None, device="auto") -> api.RunOptions:
-    return api.RunOptions(cache_dir, not no_cache, jobs, skip_errors, batch_size, progress, weights, device)
+def _run_options(
+    cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights=None, device="auto", scheduler=None
+) -> api.RunOptions:
+    return api.RunOptions(cache_dir, not no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
 
 
 def _report_table(table) -> None:
@@ -174,13 +180,14 @@ def extract(
     batch_size: BatchOpt = 32,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
+    scheduler: SchedulerOpt = None,
     skip_errors: SkipErrorsOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Compute features of a dataset and save them (cached per image)."""
     preprocessing = Preprocessing(resize, gaussian, median, clahe, grayscale)
     with _progress("extracting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device)
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
         table = api.featurize(dataset, features, preprocessing, feature_option or None, options)
     table.save(output)
     _report_table(table)
@@ -223,6 +230,7 @@ def train(
     batch_size: BatchOpt = 32,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
+    scheduler: SchedulerOpt = None,
     skip_errors: SkipErrorsOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -231,11 +239,11 @@ def train(
         raise UsageError("use either --cv or --test-size, not both")
     preprocessing = Preprocessing(resize, gaussian, median, clahe, grayscale)
     with _progress("extracting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device)
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
         table = api.featurize(dataset, features, preprocessing, feature_option or None, options)
     _report_table(table)
     log(f"training {model} on {len(table)} samples ({len(set(table.labels))} classes)")
-    trained, result = api.train(table, model, cv=cv, test_size=test_size, seed=seed, jobs=api_jobs(jobs))
+    trained, result = api.train(table, model, cv=cv, test_size=test_size, seed=seed, jobs=api_jobs(jobs), scheduler=scheduler)
     if output is not None:
         trained.save(output)
         log(f"wrote {output}")
@@ -272,6 +280,7 @@ def predict(
     batch_size: BatchOpt = 32,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
+    scheduler: SchedulerOpt = None,
     skip_errors: SkipErrorsOpt = False,
 ) -> None:
     """Predict classes: CSV with path,label,prob_<class>... ."""
@@ -281,7 +290,7 @@ def predict(
 
     trained = TrainedModel.load(model)
     with _progress("predicting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device)
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
         result = api.predict(trained, inputs, options)
     text = predictions_csv(result.paths, result.labels, result.probabilities, result.classes)
     _report_skipped(result.failures)
@@ -306,6 +315,7 @@ def evaluate(
     batch_size: BatchOpt = 32,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
+    scheduler: SchedulerOpt = None,
     skip_errors: SkipErrorsOpt = False,
 ) -> None:
     """Score a trained model on a labelled dataset."""
@@ -314,7 +324,7 @@ def evaluate(
 
     trained = TrainedModel.load(model)
     with _progress("extracting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device)
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
         table = api.featurize_for_model(trained, dataset, options)
     _report_table(table)
     metrics = api.evaluate(trained, table)

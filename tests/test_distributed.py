@@ -52,3 +52,16 @@ def test_scheduler_from_environment(monkeypatch):
     assert resolve_scheduler("local") == "local"
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS")
     assert resolve_scheduler(None) is None
+
+
+def test_cli_extract_with_a_local_cluster(tmp_path, small_dataset):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bloodcli.cli import app
+
+    out = tmp_path / "f.joblib"
+    result = CliRunner().invoke(app, ["extract", str(small_dataset), "-o", str(out), "--scheduler", "local", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_samples"] == 12 and out.exists()
