@@ -373,6 +373,7 @@ class ComparisonResult:
     extraction: list[ExtractorTiming]
     comparison: dict
     failures: list = field(default_factory=list)
+    splits: list = field(default_factory=list)  # (train, test) index arrays shared by every configuration
 
     def best(self, kind: str | None = None) -> ConfigResult | None:
         """Highest mean ``metric`` (ties: first given), overall or among one kind of feature set."""
@@ -493,7 +494,7 @@ def compare(
             ))  # fmt: skip
     result = ComparisonResult(
         str(source), configs, metric, folds, repeats, seed, tune, groups is not None, sorted(set(labels)), labels,
-        timings, {}, list(table.failures),
+        timings, {}, list(table.failures), splits,
     )  # fmt: skip
     result.comparison = classical_vs_deep(result, ratio)
     return result

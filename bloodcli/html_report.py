@@ -26,7 +26,7 @@ th, td { border: 1px solid #d0d7de; padding: .25rem .55rem; text-align: right; }
 th { background: #f6f8fa; } td.text, th.text { text-align: left; }
 tr.best td { background: #dafbe1; font-weight: 600; }
 .figures { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
-.figures figure { margin: 0; } figcaption { font-size: .85rem; color: #57606a; }
+.figures figure { margin: 0; max-width: 49%; } .wide figure { max-width: 100%; } figcaption { font-size: .85rem; color: #57606a; }
 img { max-width: 100%; height: auto; }
 """
 
@@ -189,7 +189,7 @@ def comparison_html(result) -> str:
         f'{html.escape(data["protocol"])}; seed {data["seed"]}; best by mean {html.escape(result.metric.replace("_", " "))}.</p>',
         f'<p class="verdict">{html.escape(data["sentence"])}</p>',
         "<h2>Results (mean ± std over all folds of all repeats)</h2>", _results_table(data),
-        '<div class="figures">' + _img(metric_bar_figure(data["results"], result.metric), "Mean ± std per configuration") + "</div>",
+        '<div class="figures wide">' + _img(metric_bar_figure(data["results"], result.metric), "Mean ± std per configuration") + "</div>",
         "<h2>Classical vs deep: paired test on the same folds</h2>", _comparison_table(data["comparison"]),
         "<h2>Best configurations</h2>",
     ]  # fmt: skip

@@ -107,7 +107,7 @@ def test_evaluate_json_out_dir_and_training_data_warning(trained_model, tmp_path
         assert key in metrics
     assert metrics["n_seen_in_training"] == 60
     assert "not held-out" in result.stderr
-    assert {p.name for p in (tmp_path / "eval").iterdir()} == {"metrics.json", "confusion_matrix.csv", "confusion_matrix.png"}
+    assert {p.name for p in (tmp_path / "eval").iterdir()} == {"metrics.json", "confusion_matrix.csv", "confusion_matrix.png", "report.html"}
     assert (tmp_path / "eval" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
 
