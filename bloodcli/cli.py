@@ -374,6 +374,9 @@ def compare(
     no_cache: NoCacheOpt = False,
     jobs: JobsOpt = None,
     batch_size: BatchOpt = 32,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    scheduler: SchedulerOpt = None,
     skip_errors: SkipErrorsOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -384,7 +387,7 @@ def compare(
     sets = [spec for value in [*(feature_sets or []), *(more_sets or [])] for spec in value.split()] or ["glcm+shape+color"]
     preprocessing = Preprocessing(resize, gaussian, median, clahe, grayscale)
     with _progress("extracting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress)
+        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
         log(f"comparing {len(sets)} feature set(s) x {len(models.split(','))} model(s), {repeats}x{folds}-fold CV")
         result = run_compare(dataset, sets, models, folds, repeats, seed, options, tune, metric=metric,
                              preprocessing=preprocessing, feature_options=feature_option or None)  # fmt: skip
