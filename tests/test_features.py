@@ -12,17 +12,17 @@ from conftest import SAMPLE, synthetic_cell
 # Golden values: recomputing them must give the same numbers; a change means every cached
 # feature and every trained model changes too (bump the extractor's version).
 GOLDEN_NEUTROPHIL = {  # sample_data/pbc/neutrophil/BNE_225075.jpg
-    "glcm_contrast_d1_mean": 4.408508777618408,
-    "glcm_correlation_d2_mean": 0.8928346633911133,
-    "glcm_entropy_d4_mean": 5.117162227630615,
-    "shape_cell_area": 12231.0,
-    "shape_cell_solidity": 0.7495863437652588,
-    "shape_nucleus_area_ratio": 0.4282560646533966,
-    "color_rgb_r_mean": 132.47952270507812,
+    "glcm_contrast_d1_mean": 4.411708831787109,
+    "glcm_correlation_d2_mean": 0.892765462398529,
+    "glcm_entropy_d4_mean": 5.116844654083252,
+    "shape_cell_area": 12204.0,
+    "shape_cell_solidity": 0.7583892345428467,
+    "shape_nucleus_area_ratio": 0.4292035400867462,
+    "color_rgb_r_mean": 132.369140625,
     "color_hsv_s_p50": 104.0,
-    "color_lab_b_mean": 100.3194351196289,
+    "color_lab_b_mean": 100.28678894042969,
     "color_nucleus_rgb_b_mean": 133.46812438964844,
-    "color_hsv_h_hist12": 0.18150600790977478,
+    "color_hsv_h_hist12": 0.18166175484657288,
 }
 
 

@@ -1,4 +1,8 @@
-"""Colour statistics and histograms of the cell, its nucleus and its cytoplasm."""
+"""Colour statistics and histograms of the cell, its nucleus and its cytoplasm.
+
+Every channel is 8-bit, so all statistics come from one 256-bin histogram per channel, counted
+with a single ``bincount`` over the cell's pixels: no sorting, no float copies of the image.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,26 @@ from bloodcli.features.base import CellImage, FeatureExtractor
 CHANNELS = (("rgb", "r"), ("rgb", "g"), ("rgb", "b"), ("hsv", "h"), ("hsv", "s"), ("hsv", "v"),
             ("lab", "l"), ("lab", "a"), ("lab", "b"))  # fmt: skip
 STATISTICS = ("mean", "std", "p10", "p50", "p90")
+PERCENTILES = (0.10, 0.50, 0.90)
 HISTOGRAMS = (("hsv", "h", 180), ("hsv", "s", 256), ("lab", "a", 256), ("lab", "b", 256))
+_LEVELS = np.arange(256, dtype=np.float64)
+
+
+def channel_histograms(pixels: np.ndarray) -> np.ndarray:
+    """256-bin histograms of each column of an ``(N, C)`` uint8 array, shape ``(C, 256)``."""
+    channels = pixels.shape[1]
+    offsets = pixels.astype(np.int32) + (np.arange(channels, dtype=np.int32) * 256)
+    return np.bincount(offsets.ravel(), minlength=256 * channels).reshape(channels, 256).astype(np.float64)
+
+
+def histogram_statistics(histograms: np.ndarray) -> np.ndarray:
+    """Mean, std and the 10th/50th/90th percentiles (lower nearest rank) of each histogram row."""
+    counts = np.maximum(histograms.sum(axis=1, keepdims=True), 1)
+    mean = (histograms * _LEVELS).sum(axis=1, keepdims=True) / counts
+    variance = (histograms * (_LEVELS - mean) ** 2).sum(axis=1, keepdims=True) / counts
+    cumulative = np.cumsum(histograms, axis=1) / counts
+    percentiles = np.stack([(cumulative < q).sum(axis=1) for q in PERCENTILES], axis=1).astype(np.float64)
+    return np.concatenate([mean, np.sqrt(variance), np.minimum(percentiles, 255)], axis=1)
 
 
 class ColorExtractor(FeatureExtractor):
@@ -21,7 +44,7 @@ class ColorExtractor(FeatureExtractor):
     """
 
     name = "color"
-    version = "1"
+    version = "2"
     description = "RGB/HSV/Lab statistics of cell, nucleus and cytoplasm; hue/saturation/chroma histograms"
     defaults = {"bins": 16}
 
@@ -38,23 +61,22 @@ class ColorExtractor(FeatureExtractor):
         return names
 
     def compute(self, cell: CellImage) -> np.ndarray:
-        mask = cell.cell_mask if cell.cell_mask.any() else np.ones(cell.gray.shape, bool)
-        stack = np.concatenate([cell.rgb, cell.hsv, cell.lab], axis=2)  # (H, W, 9)
-        cell_pixels = stack[mask].astype(np.float32)  # (N, 9)
-        percentiles = np.percentile(cell_pixels, [10, 50, 90], axis=0)
-        stats = np.stack([cell_pixels.mean(0), cell_pixels.std(0), *percentiles], axis=1).ravel()
-        nucleus = cell.nucleus_mask & mask
-        cytoplasm = mask & ~nucleus
-        region_means = [_mean_or(stack, region, cell_pixels.mean(0)) for region in (nucleus, cytoplasm)]
-        histograms = [self._histogram(stack, mask, space, channel, top) for space, channel, top in HISTOGRAMS]
-        return np.concatenate([stats, *region_means, *histograms]).astype(np.float32)
+        stack = np.concatenate([cell.box_rgb, cell.box_hsv, cell.box_lab], axis=2)
+        mask, nucleus = cell.box_cell_mask, cell.box_nucleus_mask
+        whole = channel_histograms(stack[mask])
+        stats = histogram_statistics(whole)
+        nucleus_mean = _region_mean(stack, nucleus, stats[:, 0])
+        cytoplasm_mean = _region_mean(stack, mask & ~nucleus, stats[:, 0])
+        histograms = [self._rebin(whole[CHANNELS.index((space, ch))], top) for space, ch, top in HISTOGRAMS]
+        return np.concatenate([stats.ravel(), nucleus_mean, cytoplasm_mean, *histograms]).astype(np.float32)
 
-    def _histogram(self, stack, mask, space, channel, top) -> np.ndarray:
-        index = [c for c in CHANNELS].index((space, channel))
-        values = stack[..., index][mask]
-        counts = np.bincount((values.astype(np.int32) * self.params["bins"]) // top, minlength=self.params["bins"])
-        return counts[: self.params["bins"]] / max(values.size, 1)
+    def _rebin(self, histogram: np.ndarray, top: int) -> np.ndarray:
+        """Merge a 256-level histogram into ``bins`` equal bins over ``[0, top)``, normalised."""
+        bins = self.params["bins"]
+        target = np.minimum((np.arange(256) * bins) // top, bins - 1)
+        merged = np.bincount(target, weights=histogram, minlength=bins)
+        return merged / max(histogram.sum(), 1)
 
 
-def _mean_or(stack: np.ndarray, region: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+def _region_mean(stack: np.ndarray, region: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return stack[region].mean(axis=0) if region.any() else fallback

@@ -155,18 +155,23 @@ def _namespace(extractor: FeatureExtractor, preprocessing: Preprocessing) -> str
     return f"{extractor.name}-{joblib.hash(settings.to_dict())[:16]}"
 
 
-def _process_sample(sample: Sample, extractors, preprocessing: Preprocessing, cache: FeatureCache) -> _SampleResult:
-    """Worker: features of one sample for the per-image extractors, through the cache."""
+def _process_sample(
+    sample: Sample, extractors, namespaces: list[str], preprocessing: Preprocessing, cache: FeatureCache
+) -> _SampleResult:
+    """Worker: features of one sample for the per-image extractors, through the cache.
+
+    ``namespaces`` are the extractors' cache namespaces, computed once per run rather than per image.
+    """
     try:
         data = read_bytes(sample.path)
         key = sample_key(data, sample)
-        vectors = [cache.get(_namespace(e, preprocessing), key) for e in extractors]
+        vectors = [cache.get(namespace, key) for namespace in namespaces]
         missing = [i for i, v in enumerate(vectors) if v is None]
         if missing:
             cell = CellImage(load_sample_image(data, sample, preprocessing))
             for i in missing:
                 vectors[i] = _finite(extractors[i].compute(cell))
-                cache.put(_namespace(extractors[i], preprocessing), key, vectors[i])
+                cache.put(namespaces[i], key, vectors[i])
         return _SampleResult(key, vectors, computed=len(missing))
     except ImageReadError as exc:
         return _SampleResult(None, None, error=exc.cause if exc.path == str(sample.path) else str(exc))
@@ -273,12 +278,13 @@ def resolve_jobs(jobs: int | None) -> int:
 
 def _run_per_image(samples, extractors, preprocessing, cache, jobs, backend=None) -> Iterator[_SampleResult]:
     workers = -1 if backend == "dask" else min(resolve_jobs(jobs), len(samples))
+    namespaces = [_namespace(e, preprocessing) for e in extractors]
     if workers == 1 or workers == 0:
-        return (_process_sample(s, extractors, preprocessing, cache) for s in samples)
+        return (_process_sample(s, extractors, namespaces, preprocessing, cache) for s in samples)
     # Ordered generator: results stream back in dataset order, so memory holds only features.
     # With backend="dask" the active joblib.parallel_config (bloodcli.distributed) routes this to Dask.
     parallel = joblib.Parallel(n_jobs=workers, return_as="generator", batch_size=8)
-    return parallel(joblib.delayed(_process_sample)(s, extractors, preprocessing, cache) for s in samples)
+    return parallel(joblib.delayed(_process_sample)(s, extractors, namespaces, preprocessing, cache) for s in samples)
 
 
 def _prefetched(pool: ThreadPoolExecutor, load, batches, ahead: int):

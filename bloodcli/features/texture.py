@@ -99,7 +99,7 @@ class GLCMExtractor(FeatureExtractor):
     """Haralick texture of the grey image inside the cell: mean and range over angles per distance."""
 
     name = "glcm"
-    version = "1"
+    version = "2"
     description = "GLCM/Haralick texture (contrast, dissimilarity, homogeneity, energy, correlation, ASM, entropy)"
     defaults = {
         "levels": 32,
@@ -129,8 +129,11 @@ class GLCMExtractor(FeatureExtractor):
     def compute(self, cell: CellImage) -> np.ndarray:
         levels = self.params["levels"]
         distances, angles = self.params["distances"], self.params["angles"]
-        quantised = (cell.gray.astype(np.uint16) * levels) >> 8
-        mask = cell.cell_mask if self.params["region"] == "cell" and cell.cell_mask.any() else None
+        if self.params["region"] == "cell":
+            gray, mask = cell.box_gray, cell.box_cell_mask
+        else:
+            gray, mask = cell.gray, None
+        quantised = (gray.astype(np.uint16) * levels) >> 8
         matrices = glcm(quantised, levels, glcm_offsets(distances, angles), mask=mask)
         props = glcm_properties(matrices)
         values = []
