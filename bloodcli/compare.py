@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import joblib
 import numpy as np
@@ -120,11 +120,15 @@ def extract_union(
     if stray:
         raise UsageError(f"feature option(s) given for unselected extractor(s): {', '.join(sorted(stray))}")
     dataset = source if isinstance(source, Dataset) else load_dataset(source, skip_errors=options.skip_errors)
+    if getattr(options, "weights", None) is not None and all(extractor_kind(n) != "deep" for n in names):
+        raise UsageError("--weights applies to deep feature extractors; no feature set uses one")
     _start_workers(min(resolve_jobs(options.jobs), len(dataset)))
     tables, timings = [], []
     for name in names:
+        # --weights is for deep extractors; each extractor is featurized alone, so keep it from the others.
+        own = options if extractor_kind(name) == "deep" else replace(options, weights=None)
         start = time.perf_counter()
-        table = featurize(dataset, [name], preprocessing, {name: parsed[name]} if name in parsed else None, options)
+        table = featurize(dataset, [name], preprocessing, {name: parsed[name]} if name in parsed else None, own)
         seconds = time.perf_counter() - start
         tables.append(table)
         timings.append(ExtractorTiming(name, extractor_kind(name), seconds, len(table), table.n_computed, table.n_cached))
@@ -165,7 +169,9 @@ def _from_features_file(path, names: Sequence[str]) -> tuple[FeatureTable, dict[
         cls = EXTRACTORS.get(spec["name"])
         if cls is None:
             raise DatasetError(f"{path}: feature extractor '{spec['name']}' is not available in this bloodcli")
-        width = len(cls(**spec.get("params", {})).feature_names())
+        extractor = cls.__new__(cls)  # only its column names are needed: skip validation (no weights file lookup)
+        extractor.params = {**cls.defaults, **spec.get("params", {})}
+        width = len(extractor.feature_names())
         spans[spec["name"]] = slice(start, start + width)
         start += width
     if start != table.values.shape[1]:

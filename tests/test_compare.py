@@ -179,6 +179,7 @@ def test_cli_table_and_usage_errors(tmp_path):
     assert "★" in result.stdout and "Best overall" in result.stdout and "glcm" in result.stdout
     assert runner.invoke(app, [*args[:-2], "--repeats", "1", "-m", "nosuchmodel"]).exit_code == 2
     assert runner.invoke(app, ["compare", str(SAMPLE / "pbc"), "-s", "nosuchfeature"]).exit_code == 2
+    assert runner.invoke(app, ["compare", str(SAMPLE / "pbc"), "-s", "color", "--weights", "none"]).exit_code == 2
 
 
 def _load_screenshot_script():

@@ -1,0 +1,122 @@
+"""Real-data figures for `bloodcli compare`: classical vs deep (MobileNetV2 0.35) vs fused features.
+
+PBC crops (8 classes, 400 each): stratified CV. BCCD white-cell subtypes: one sample per smear, the
+white-cell box from the VOC annotation, grouped by image (00037 and 00038 are near-duplicates and
+share a group); basophil (2 samples) is dropped because it cannot appear in every fold.
+
+Extraction times in the comparison come from the feature cache when it is warm; ``--cold N`` also
+times every extractor without the cache on N images per class (recorded as ``cold_extraction``).
+
+Usage: python benchmarks/compare_real.py [pbc|bccd_wbc ...] [--folds 5] [--repeats 1] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import time
+from pathlib import Path
+
+from bloodcli import api
+from bloodcli.compare import compare, extractor_kind
+from bloodcli.datasets import Dataset, load_dataset, read_voc_boxes
+from bloodcli.features import parse_feature_names
+from bloodcli.reports import write_comparison_outputs
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+WEIGHTS = ROOT / "sample_data" / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+FEATURE_SETS = ["glcm+shape+color", "mobilenetv2", "glcm+shape+color+mobilenetv2"]
+MODELS = "svm,logreg,rf,xgboost"
+FEATURE_OPTIONS = {"mobilenetv2": {"weights": str(WEIGHTS), "alpha": "0.35"}}
+DUPLICATE_GROUPS = {"BloodImage_00038": "BloodImage_00037"}  # near-duplicate smears: never split them
+
+
+def wbc_manifest(bccd: Path, out: Path, drop: tuple[str, ...] = ("basophil",)) -> dict:
+    """Write ``path,label,group,xmin,ymin,xmax,ymax`` for the white cell of each labelled smear."""
+    rows, skipped = [], []
+    with open(bccd / "wbc_subtypes.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            image = (bccd / row["image"]).resolve()
+            if row["label"] in drop:
+                skipped.append((image.name, f"class {row['label']} dropped"))
+                continue
+            _, boxes = read_voc_boxes(bccd / "Annotations" / f"{image.stem}.xml")
+            white = [box for name, box in boxes if name == "WBC"]
+            if len(white) != 1:
+                skipped.append((image.name, f"{len(white)} WBC boxes"))
+                continue
+            rows.append([str(image), row["label"], DUPLICATE_GROUPS.get(image.stem, image.stem), *white[0]])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "group", "xmin", "ymin", "xmax", "ymax"])
+        writer.writerows(rows)
+    return {"manifest": str(out), "n_rows": len(rows), "dropped": [list(s) for s in skipped]}
+
+
+def cold_extraction(source, per_class: int, jobs: int) -> dict:
+    """Milliseconds per sample of each extractor without the cache, on ``per_class`` samples per class."""
+    dataset = load_dataset(source)
+    chosen, seen = [], {}
+    for sample in dataset.samples:
+        if seen.get(sample.label, 0) < per_class:
+            chosen.append(sample)
+            seen[sample.label] = seen.get(sample.label, 0) + 1
+    subset = Dataset(chosen, dataset.source, dataset.kind)
+    options = api.RunOptions(use_cache=False, jobs=jobs)
+    timings = {}
+    for name in parse_feature_names("+".join(FEATURE_SETS)):
+        opts = {name: FEATURE_OPTIONS[name]} if name in FEATURE_OPTIONS else None
+        api.featurize(Dataset(chosen[:2], "", ""), [name], feature_options=opts, options=options)  # load the model, start workers
+        start = time.perf_counter()
+        api.featurize(subset, [name], feature_options=opts, options=options)
+        timings[name] = {"kind": extractor_kind(name), "ms_per_sample": 1000 * (time.perf_counter() - start) / len(chosen),
+                         "n_samples": len(chosen), "jobs": jobs}  # fmt: skip
+    return timings
+
+
+def run(name: str, source: Path, args, extra: dict) -> None:
+    start = time.perf_counter()
+    options = api.RunOptions(cache_dir=args.cache_dir, jobs=args.jobs)
+    result = compare(source, FEATURE_SETS, MODELS, args.folds, args.repeats, args.seed, options, args.tune,
+                     feature_options=FEATURE_OPTIONS)  # fmt: skip
+    elapsed = time.perf_counter() - start
+    paths = write_comparison_outputs(args.report_dir / name, result)
+    data = result.to_dict() | extra | {
+        "elapsed_seconds": round(elapsed, 1), "jobs": args.jobs, "machine": f"{platform.machine()}, shared CPU cores",
+        "command": f"python benchmarks/compare_real.py {name} --folds {args.folds} --repeats {args.repeats}"
+                   + (" --tune" if args.tune else ""),
+    }  # fmt: skip
+    if args.cold:
+        data["cold_extraction"] = cold_extraction(source, args.cold, args.jobs)
+    out = ROOT / "benchmarks" / "results" / f"compare_{name}.json"
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    print(result.sentence(), flush=True)
+    print(f"wrote {out} and {paths[2]} ({elapsed:.0f} s)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="*", default=["pbc", "bccd_wbc"], choices=["pbc", "bccd_wbc"])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tune", action="store_true")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--cold", type=int, default=10, help="images per class for cache-less timing (0 = skip)")
+    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/bc-cache"))
+    parser.add_argument("--report-dir", type=Path, default=Path("/tmp/compare_real"))
+    args = parser.parse_args()
+    for name in args.datasets:
+        if name == "pbc":
+            run(name, SHARED / "pbc", args, {})
+        else:
+            manifest = wbc_manifest(SHARED / "bccd", Path("/tmp/bccd_wbc/manifest.csv"))
+            run(name, Path(manifest["manifest"]), args, {"manifest": manifest})
+
+
+if __name__ == "__main__":
+    main()
