@@ -42,7 +42,8 @@ def test_damaged_entry_is_detected_and_recomputed(tmp_path, small_dataset):
     entries = sorted((tmp_path / "c").rglob("*.joblib"))
     entries[0].write_bytes(entries[0].read_bytes()[:20])  # truncated
     entry = joblib.load(entries[1])
-    entry["values"] = entry["values"] + 1  # silently altered: checksum mismatch
+    altered = np.frombuffer(entry["values"], dtype=entry["dtype"]) + 1  # silently altered: checksum mismatch
+    entry["values"] = altered.tobytes()
     joblib.dump(entry, entries[1])
     again = _extract(dataset, cache, spec="glcm")
     assert again.n_computed == 2
