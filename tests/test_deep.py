@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,7 +160,8 @@ def test_imagenet_weights_offline_is_one_clear_line(small_dataset, tmp_path, mon
 def test_offline_machine_with_empty_keras_home(small_dataset, tmp_path):
     """The real download path: no cached weights and no reachable network."""
     env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"), https_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
-    env.pop("no_proxy", None), env.pop("NO_PROXY", None)
+    for name in ("no_proxy", "NO_PROXY"):
+        env.pop(name, None)
     one = tmp_path / "one" / "cells"
     one.mkdir(parents=True)
     shutil.copy(next(small_dataset.glob("*/*.jpg")), one)
