@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from bloodcli.cache import FeatureCache, default_cache_dir
-from bloodcli.datasets import Dataset, load_dataset, load_inputs
+from bloodcli.datasets import Dataset, crop, load_dataset, load_inputs
 from bloodcli.distributed import compute_backend
 from bloodcli.errors import ImageReadError
 from bloodcli.evaluation import EvaluationResult, cross_validate, holdout_evaluate
@@ -29,7 +29,7 @@ from bloodcli.features.extraction import FeatureTable, ProgressCallback
 from bloodcli.imaging import decode_image, read_bytes
 from bloodcli.metrics import classification_metrics
 from bloodcli.models import TrainedModel, train_model
-from bloodcli.preprocessing import Preprocessing
+from bloodcli.preprocessing import Preprocessing, fit_references
 
 FEATURES_SUFFIX = ".joblib"
 
@@ -76,7 +76,23 @@ def featurize(
     extractors = build_extractors(features, feature_options)
     deep.use_device(options.device)
     dataset = source if isinstance(source, Dataset) else load_dataset(source, skip_errors=options.skip_errors)
+    if preprocessing.needs_fitting:
+        preprocessing = fit_preprocessing(dataset, preprocessing)
     return _extract(dataset, extractors, preprocessing, options)
+
+
+def fit_preprocessing(dataset: Dataset, preprocessing: Preprocessing, reference=None, max_images: int = 100) -> Preprocessing:
+    """Fit stain/scale references on up to ``max_images`` evenly spaced images of ``dataset``."""
+    step = max(1, len(dataset) // max_images)
+    images = (_sample_image(s) for s in dataset.samples[::step])
+    return fit_references(preprocessing, [i for i in images if i is not None], reference)
+
+
+def _sample_image(sample):
+    try:
+        return crop(decode_image(read_bytes(sample.path), sample.path), sample.box)
+    except ImageReadError:
+        return None
 
 
 def _extract(dataset: Dataset, extractors, preprocessing: Preprocessing, options: RunOptions) -> FeatureTable:

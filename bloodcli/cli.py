@@ -110,6 +110,14 @@ GaussianOpt = Annotated[float, typer.Option("--gaussian", help="Gaussian blur si
 MedianOpt = Annotated[int, typer.Option("--median", help="Median blur aperture, odd (0 = off).")]
 ClaheOpt = Annotated[float, typer.Option("--clahe", help="CLAHE clip limit on lightness (0 = off).")]
 GrayOpt = Annotated[bool, typer.Option("--grayscale", help="Convert to grey before extracting features.")]
+StainOpt = Annotated[
+    Optional[str],
+    typer.Option("--stain", help="Stain normalisation: reinhard or macenko (reference fitted on the training images)."),
+]
+CellDiameterOpt = Annotated[
+    Optional[str],
+    typer.Option("--cell-diameter", help="Rescale each cell to this diameter in pixels, or 'auto' (training median)."),
+]
 CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Feature cache folder [default: $BLOODCLI_CACHE_DIR or ~/.cache/bloodcli].")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")]
 JobsOpt = Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes [default: all cores].")]
@@ -174,6 +182,8 @@ def extract(
     median: MedianOpt = 0,
     clahe: ClaheOpt = 0.0,
     grayscale: GrayOpt = False,
+    stain: StainOpt = None,
+    cell_diameter: CellDiameterOpt = None,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     jobs: JobsOpt = None,
@@ -185,7 +195,7 @@ def extract(
     json_output: JsonOpt = False,
 ) -> None:
     """Compute features of a dataset and save them (cached per image)."""
-    preprocessing = Preprocessing(resize, gaussian, median, clahe, grayscale)
+    preprocessing = Preprocessing(stain, None, cell_diameter, resize, gaussian, median, clahe, grayscale)
     with _progress("extracting") as progress:
         options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
         table = api.featurize(dataset, features, preprocessing, feature_option or None, options)
@@ -224,6 +234,8 @@ def train(
     median: MedianOpt = 0,
     clahe: ClaheOpt = 0.0,
     grayscale: GrayOpt = False,
+    stain: StainOpt = None,
+    cell_diameter: CellDiameterOpt = None,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     jobs: JobsOpt = None,
@@ -237,7 +249,7 @@ def train(
     """Train a classifier; with --cv or --test-size, print held-out metrics."""
     if cv and test_size:
         raise UsageError("use either --cv or --test-size, not both")
-    preprocessing = Preprocessing(resize, gaussian, median, clahe, grayscale)
+    preprocessing = Preprocessing(stain, None, cell_diameter, resize, gaussian, median, clahe, grayscale)
     with _progress("extracting") as progress:
         options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
         table = api.featurize(dataset, features, preprocessing, feature_option or None, options)
@@ -370,6 +382,8 @@ def compare(
     median: MedianOpt = 0,
     clahe: ClaheOpt = 0.0,
     grayscale: GrayOpt = False,
+    stain: StainOpt = None,
+    cell_diameter: CellDiameterOpt = None,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     jobs: JobsOpt = None,
@@ -385,7 +399,7 @@ def compare(
     from bloodcli.reports import comparison_table, write_comparison_outputs
 
     sets = [spec for value in [*(feature_sets or []), *(more_sets or [])] for spec in value.split()] or ["glcm+shape+color"]
-    preprocessing = Preprocessing(resize, gaussian, median, clahe, grayscale)
+    preprocessing = Preprocessing(stain, None, cell_diameter, resize, gaussian, median, clahe, grayscale)
     with _progress("extracting") as progress:
         options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
         log(f"comparing {len(sets)} feature set(s) x {len(models.split(','))} model(s), {repeats}x{folds}-fold CV")

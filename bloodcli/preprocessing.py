@@ -20,6 +20,13 @@ class Preprocessing:
 
     Parameters
     ----------
+    stain : {"reinhard", "macenko"} or None
+        Stain normalisation towards ``stain_target`` (see :mod:`bloodcli.stain`).
+    stain_target : tuple of float or None
+        Reference statistics, fitted on training images by :func:`fit_references`.
+    cell_diameter : float, "auto" or None
+        Rescale so the central cell's equivalent diameter has this many pixels ("auto": the
+        median of the training images, fitted by :func:`fit_references`).
     resize : int or None
         Scale so the longer side has this many pixels (aspect ratio kept).
     gaussian_sigma : float
@@ -32,6 +39,9 @@ class Preprocessing:
         Replace colour by luminance (the result keeps three identical channels).
     """
 
+    stain: str | None = None
+    stain_target: tuple[float, ...] | None = None
+    cell_diameter: float | str | None = None
     resize: int | None = None
     gaussian_sigma: float = 0.0
     median_size: int = 0
@@ -39,6 +49,19 @@ class Preprocessing:
     grayscale: bool = False
 
     def __post_init__(self):
+        from bloodcli.stain import STAIN_METHODS
+
+        if self.stain is not None and self.stain not in STAIN_METHODS:
+            raise UsageError(f"--stain must be one of {', '.join(STAIN_METHODS)}, got {self.stain!r}")
+        if self.stain_target is not None:  # JSON gives lists; keep settings comparable
+            object.__setattr__(self, "stain_target", tuple(float(v) for v in self.stain_target))
+        if self.cell_diameter is not None and self.cell_diameter != "auto":
+            try:
+                object.__setattr__(self, "cell_diameter", float(self.cell_diameter))
+            except ValueError:
+                raise UsageError(f"--cell-diameter must be 'auto' or a number, got {self.cell_diameter!r}") from None
+            if self.cell_diameter <= 0:
+                raise UsageError("--cell-diameter must be positive")
         if self.resize is not None and self.resize < 8:
             raise UsageError(f"--resize must be at least 8 pixels, got {self.resize}")
         if self.gaussian_sigma < 0:
@@ -57,12 +80,29 @@ class Preprocessing:
         return cls(**{k: v for k, v in (data or {}).items() if k in known})
 
     def describe(self) -> str:
-        active = [f"{k}={v}" for k, v in self.to_dict().items() if v not in (None, 0, 0.0, False)]
+        active = [f"{k}={v}" for k, v in self.to_dict().items() if v not in (None, 0, 0.0, False) and k != "stain_target"]
         return ", ".join(active) or "none"
+
+    @property
+    def needs_fitting(self) -> bool:
+        """True when a reference (stain statistics, cell size) must be fitted on training images first."""
+        return self.stain is not None and self.stain_target is None or self.cell_diameter == "auto"
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
         """Return the preprocessed RGB ``uint8`` image (the input is not modified)."""
         image = rgb
+        if self.stain is not None:
+            if self.stain_target is None:
+                raise UsageError("stain normalisation needs a reference: fit it on training images first")
+            from bloodcli.stain import normalise_stain
+
+            image = normalise_stain(image, self.stain, self.stain_target)
+        if self.cell_diameter == "auto":
+            raise UsageError("--cell-diameter auto needs fitting on training images first")
+        if self.cell_diameter:
+            from bloodcli.stain import rescale_to_cell_diameter
+
+            image = rescale_to_cell_diameter(image, self.cell_diameter)
         if self.resize:
             image = resize_longer_side(image, self.resize)
         if self.gaussian_sigma > 0:
@@ -94,3 +134,33 @@ def clahe(image: np.ndarray, clip_limit: float, tile_grid: int = 8) -> np.ndarra
     equaliser = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(tile_grid, tile_grid))
     lab[..., 0] = equaliser.apply(lab[..., 0])
     return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
+def fit_references(preprocessing: Preprocessing, images, reference=None) -> Preprocessing:
+    """Fill in stain statistics and the "auto" cell diameter from training images.
+
+    Parameters
+    ----------
+    preprocessing : Preprocessing
+    images : iterable of RGB uint8 arrays
+        Training images (a sample of them is enough); they use no labels.
+    reference : RGB uint8 array, optional
+        One reference image for the stain statistics instead of the training images.
+    """
+    from dataclasses import replace
+
+    from bloodcli.stain import fit_reference
+
+    if not preprocessing.needs_fitting:
+        return preprocessing
+    method = preprocessing.stain if preprocessing.stain_target is None else None
+    fit_scale = preprocessing.cell_diameter == "auto"
+    images = list(images)
+    target, _ = fit_reference([reference], method, False) if reference is not None else (None, None)
+    fitted_target, diameter = fit_reference(images, None if target is not None else method, fit_scale)
+    target = target or fitted_target or preprocessing.stain_target
+    if method and target is None:
+        raise UsageError(f"could not fit {method} stain statistics: no stained pixels in the training images")
+    if fit_scale and diameter is None:
+        raise UsageError("could not fit the cell diameter: no cell found in the training images")
+    return replace(preprocessing, stain_target=target, cell_diameter=diameter if fit_scale else preprocessing.cell_diameter)
