@@ -20,7 +20,7 @@ import numpy as np
 from bloodcli.cache import FeatureCache, default_cache_dir
 from bloodcli.datasets import Dataset, crop, load_dataset, load_inputs
 from bloodcli.distributed import compute_backend
-from bloodcli.errors import ImageReadError
+from bloodcli.errors import ImageReadError, UsageError
 from bloodcli.evaluation import EvaluationResult, cross_validate, holdout_evaluate
 from bloodcli.features import (
     build_extractors, deep, extract_features, extractors_from_settings, parse_feature_names, parse_feature_options,
@@ -169,18 +169,44 @@ def predict(model: TrainedModel, inputs: Sequence[str | Path], options: RunOptio
     return Predictions([s.id for s in table.samples], labels, probabilities, model.classes, table.failures)
 
 
-def evaluate(model: TrainedModel, table: FeatureTable) -> dict:
+def align_labels(labels, classes: Sequence[str], label_map: Mapping[str, str] | None = None) -> np.ndarray:
+    """Map another dataset's label names onto a model's classes.
+
+    An explicit ``label_map`` (dataset label -> model class) applies first; then labels that
+    match a class ignoring case and surrounding space take that class's spelling.
+    """
+    by_folded_name = {c.strip().casefold(): c for c in classes}
+    label_map = dict(label_map or {})
+
+    def align(label: str) -> str:
+        label = label_map.get(label, label)
+        return by_folded_name.get(str(label).strip().casefold(), label)
+
+    return np.array([align(label) for label in labels], dtype=object)
+
+
+def parse_label_map(spec: str | None) -> dict[str, str]:
+    """Parse ``"NEUTROPHIL=neutrophil,seg=neutrophil"`` into a dictionary."""
+    pairs = [item.split("=", 1) for item in (spec or "").split(",") if item.strip()]
+    if any(len(pair) != 2 or not pair[0].strip() or not pair[1].strip() for pair in pairs):
+        raise UsageError(f"bad --label-map {spec!r}: expected DATASET_LABEL=MODEL_CLASS[,...]")
+    return {source.strip(): target.strip() for source, target in pairs}
+
+
+def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, str] | None = None) -> dict:
     """Metrics of ``model`` on a labelled feature table.
 
-    The result says how many samples the model was trained on (``n_seen_in_training``) so a
-    score on training data is never mistaken for a held-out score.
+    Labels are aligned to the model's classes (:func:`align_labels`). The result says how many
+    samples the model was trained on (``n_seen_in_training``) so a score on training data is
+    never mistaken for a held-out score.
     """
-    unknown = sorted(set(table.labels) - set(model.classes))
+    truth = align_labels(table.labels, model.classes, label_map)
+    unknown = sorted(set(truth) - set(model.classes))
     probabilities = model.predict_proba(table.values)
     predicted = np.asarray(model.classes, dtype=object)[probabilities.argmax(axis=1)]
     labels = list(model.classes) + unknown
     padded = np.hstack([probabilities, np.zeros((len(table), len(unknown)))])
-    metrics = classification_metrics(table.labels, predicted, labels, padded)
+    metrics = classification_metrics(truth, predicted, labels, padded)
     seen = set(model.training_keys)
     metrics["n_seen_in_training"] = sum(1 for key in table.content_keys if key in seen)
     metrics["classes_unknown_to_model"] = unknown

@@ -320,6 +320,9 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="Model file from 'bloodcli train'.")],
     dataset: Annotated[str, typer.Argument(help="Labelled dataset (folder, CSV, VOC) or features .joblib file.")],
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write metrics.json, confusion_matrix.csv/.png, report.html here.")] = None,
+    label_map: Annotated[
+        Optional[str], typer.Option("--label-map", help="Rename dataset labels to model classes: A=a,B=b (case is ignored anyway).")
+    ] = None,
     json_output: JsonOpt = False,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
@@ -339,7 +342,7 @@ def evaluate(
         options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
         table = api.featurize_for_model(trained, dataset, options)
     _report_table(table)
-    metrics = api.evaluate(trained, table)
+    metrics = api.evaluate(trained, table, api.parse_label_map(label_map))
     seen = metrics["n_seen_in_training"]
     if seen:
         stderr.print(

@@ -95,6 +95,18 @@ def glcm_properties(matrices: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+#: Haematoxylin optical density mapped to 255 (above the 99.9th percentile of stained PBC and BCCD smears).
+HEMATOXYLIN_FULL_SCALE = 0.2
+
+
+def hematoxylin_channel(rgb: np.ndarray) -> np.ndarray:
+    """Haematoxylin (nuclear stain) density by colour deconvolution, as ``uint8`` on a fixed scale."""
+    from skimage.color import rgb2hed
+
+    density = rgb2hed(rgb)[..., 0]
+    return np.clip(density * (255.0 / HEMATOXYLIN_FULL_SCALE), 0, 255).astype(np.uint8)
+
+
 class GLCMExtractor(FeatureExtractor):
     """Haralick texture of the grey image inside the cell: mean and range over angles per distance."""
 
@@ -106,6 +118,7 @@ class GLCMExtractor(FeatureExtractor):
         "distances": [1, 2, 4],
         "angles": [0, 45, 90, 135],
         "region": "cell",  # "cell": pixels inside the cell mask; "image": the whole crop
+        "channel": "gray",  # "gray" (luminance) or "hematoxylin" (colour deconvolution, less stain-dependent)
     }
 
     def validate(self) -> None:
@@ -117,6 +130,8 @@ class GLCMExtractor(FeatureExtractor):
             raise UsageError("glcm needs at least one angle")
         if self.params["region"] not in ("cell", "image"):
             raise UsageError("glcm region must be 'cell' or 'image'")
+        if self.params["channel"] not in ("gray", "hematoxylin"):
+            raise UsageError("glcm channel must be 'gray' or 'hematoxylin'")
 
     def feature_names(self) -> list[str]:
         return [
@@ -129,10 +144,11 @@ class GLCMExtractor(FeatureExtractor):
     def compute(self, cell: CellImage) -> np.ndarray:
         levels = self.params["levels"]
         distances, angles = self.params["distances"], self.params["angles"]
-        if self.params["region"] == "cell":
-            gray, mask = cell.box_gray, cell.box_cell_mask
+        rgb, mask = (cell.box_rgb, cell.box_cell_mask) if self.params["region"] == "cell" else (cell.rgb, None)
+        if self.params["channel"] == "hematoxylin":
+            gray = hematoxylin_channel(rgb)
         else:
-            gray, mask = cell.gray, None
+            gray = cell.box_gray if self.params["region"] == "cell" else cell.gray
         quantised = (gray.astype(np.uint16) * levels) >> 8
         matrices = glcm(quantised, levels, glcm_offsets(distances, angles), mask=mask)
         props = glcm_properties(matrices)
