@@ -67,7 +67,7 @@ def metric_bar_figure(results: list[dict], metric: str):
             bar.set_edgecolor("black")
             bar.set_linewidth(2)
     axes.set_xticks(range(len(results)), names, rotation=60, ha="right", fontsize=7)
-    axes.set_ylabel(f"{metric.replace('_', ' ')} (mean ± std over folds)")
+    axes.set_ylabel(f"{metric.replace('_', ' ')} (mean ± std)")
     low = min(m - s for m, s in zip(means, stds))
     axes.set_ylim(max(0.0, low - 0.05), min(1.0, max(m + s for m, s in zip(means, stds)) + 0.03) if means else 1.0)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for k, c in colours.items() if any(r["kind"] == k for r in results)]
