@@ -89,7 +89,8 @@ def macenko(rgb: np.ndarray, target: tuple[float, ...]) -> np.ndarray:
     concentrations = np.linalg.lstsq(source_stains.T, od.T, rcond=None)[0]
     residual = od.T - source_stains.T @ concentrations
     concentrations *= (goal_max / np.maximum(source_max, 1e-6))[:, None]
-    rebuilt = 256.0 * np.exp(-(goal_stains.T @ concentrations + residual)) - 1.0
+    density = np.clip(goal_stains.T @ concentrations + residual, -1.0, 10.0)  # outliers would overflow exp
+    rebuilt = 256.0 * np.exp(-density) - 1.0
     return np.clip(rebuilt.T.reshape(rgb.shape) + 0.5, 0, 255).astype(np.uint8)
 
 
