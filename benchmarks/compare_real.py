@@ -7,7 +7,7 @@ share a group); basophil (2 samples) is dropped because it cannot appear in ever
 Extraction times in the comparison come from the feature cache when it is warm; ``--cold N`` also
 times every extractor without the cache on N images per class (recorded as ``cold_extraction``).
 
-Usage: python benchmarks/compare_real.py [pbc|bccd_wbc ...] [--folds 5] [--repeats 1] [--jobs 2]
+Usage: python benchmarks/compare_real.py [pbc|bccd_wbc ...] [--models svm,logreg,rf,xgboost] [--folds 5] [--repeats 1] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -81,13 +81,13 @@ def cold_extraction(source, per_class: int, jobs: int) -> dict:
 def run(name: str, source: Path, args, extra: dict) -> None:
     start = time.perf_counter()
     options = api.RunOptions(cache_dir=args.cache_dir, jobs=args.jobs)
-    result = compare(source, FEATURE_SETS, MODELS, args.folds, args.repeats, args.seed, options, args.tune,
+    result = compare(source, FEATURE_SETS, args.models, args.folds, args.repeats, args.seed, options, args.tune,
                      feature_options=FEATURE_OPTIONS)  # fmt: skip
     elapsed = time.perf_counter() - start
     paths = write_comparison_outputs(args.report_dir / name, result)
     data = result.to_dict() | extra | {
         "elapsed_seconds": round(elapsed, 1), "jobs": args.jobs, "machine": f"{platform.machine()}, shared CPU cores",
-        "command": f"python benchmarks/compare_real.py {name} --folds {args.folds} --repeats {args.repeats}"
+        "command": f"python benchmarks/compare_real.py {name} --models {args.models} --folds {args.folds} --repeats {args.repeats}"
                    + (" --tune" if args.tune else ""),
     }  # fmt: skip
     if args.cold:
@@ -101,6 +101,7 @@ def run(name: str, source: Path, args, extra: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="*", default=["pbc", "bccd_wbc"], choices=["pbc", "bccd_wbc"])
+    parser.add_argument("--models", default=MODELS)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
