@@ -395,6 +395,7 @@ class ComparisonResult:
             return f"{overall} {c['note']}"
         a, b, diff = c["a"], c["b"], c["mean_difference"]
         winner, loser = (a, b) if diff >= 0 else (b, a)
+        low, high = (c["ci_low"], c["ci_high"]) if diff >= 0 else (-c["ci_high"], -c["ci_low"])  # CI of winner − loser
         verdict = (
             f"the difference is significant (corrected t-test p = {c['p_value']:.3g} < {ALPHA})"
             if c["significant"] else f"the difference is not significant (corrected t-test p = {c['p_value']:.3g} ≥ {ALPHA})"
@@ -402,7 +403,7 @@ class ComparisonResult:
         return (
             f"{winner['kind'].capitalize()} features ({winner['features']} + {winner['model']}) beat "
             f"{loser['kind']} features ({loser['features']} + {loser['model']}) by {abs(diff):.3f} "
-            f"{_metric_name(self.metric)} (95% CI of the difference {c['ci_low']:+.3f} to {c['ci_high']:+.3f}); "
+            f"{_metric_name(self.metric)} (95% CI of the difference {low:+.3f} to {high:+.3f}); "
             f"{verdict}. {overall}"
         )
 
