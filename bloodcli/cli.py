@@ -8,10 +8,12 @@ Results go to stdout (tables on a terminal, one JSON object with ``--json``, CSV
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import sys
 import traceback
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -152,10 +154,53 @@ def _progress(description: str):
         yield advance
 
 
-def _run_options(
-    cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights=None, device="auto", scheduler=None
-) -> api.RunOptions:
-    return api.RunOptions(cache_dir, not no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
+def option_group(target: str, build, **options):
+    """Add shared options to a command and pass them to it as one object.
+
+    ``options`` maps parameter names to ``(Annotated type, default)``; the command receives
+    ``build(**values)`` as its ``target`` parameter instead. One definition serves every command.
+    """
+
+    def decorator(command):
+        signature = inspect.signature(command, eval_str=True)  # real annotations: Typer reads them as given
+        kept = [p for p in signature.parameters.values() if p.name != target]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+                 for name, (kind, default) in options.items()]  # fmt: skip
+
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            kwargs[target] = build(**{name: kwargs.pop(name) for name in options})
+            return command(*args, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*kept, *added])
+        return wrapper
+
+    return decorator
+
+
+def _preprocessing(stain, cell_diameter, resize, gaussian, median, clahe, grayscale) -> Preprocessing:
+    return Preprocessing(stain=stain, cell_diameter=cell_diameter, resize=resize, gaussian_sigma=gaussian,
+                         median_size=median, clahe_clip=clahe, grayscale=grayscale)  # fmt: skip
+
+
+def _run_options(cache_dir, no_cache, jobs, batch_size, weights, device, scheduler, skip_errors) -> api.RunOptions:
+    return api.RunOptions(cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs, skip_errors=skip_errors,
+                          batch_size=batch_size, weights=weights, device=device, scheduler=scheduler)  # fmt: skip
+
+
+#: --resize, --gaussian, ... as one Preprocessing argument named ``preprocessing``.
+preprocessing_options = option_group(
+    "preprocessing", _preprocessing,
+    stain=(StainOpt, None), cell_diameter=(CellDiameterOpt, None), resize=(ResizeOpt, None),
+    gaussian=(GaussianOpt, 0.0), median=(MedianOpt, 0), clahe=(ClaheOpt, 0.0), grayscale=(GrayOpt, False),
+)  # fmt: skip
+#: --cache-dir, --jobs, --weights, ... as one api.RunOptions argument named ``run``.
+run_options = option_group(
+    "run", _run_options,
+    cache_dir=(CacheDirOpt, None), no_cache=(NoCacheOpt, False), jobs=(JobsOpt, None), batch_size=(BatchOpt, 32),
+    weights=(WeightsOpt, None), device=(DeviceOpt, "auto"), scheduler=(SchedulerOpt, None),
+    skip_errors=(SkipErrorsOpt, False),
+)  # fmt: skip
 
 
 def _report_table(table) -> None:
@@ -172,32 +217,20 @@ def _report_skipped(failures) -> None:
 
 @app.command()
 @handle_errors
+@preprocessing_options
+@run_options
 def extract(
     dataset: Annotated[str, typer.Argument(help="Class-folder tree, CSV manifest or VOC folder.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Features file: .joblib, .csv or .parquet.")],
     features: FeaturesOpt = "glcm,shape,color",
     feature_option: FeatureOptionOpt = None,
-    resize: ResizeOpt = None,
-    gaussian: GaussianOpt = 0.0,
-    median: MedianOpt = 0,
-    clahe: ClaheOpt = 0.0,
-    grayscale: GrayOpt = False,
-    stain: StainOpt = None,
-    cell_diameter: CellDiameterOpt = None,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
-    jobs: JobsOpt = None,
-    batch_size: BatchOpt = 32,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    scheduler: SchedulerOpt = None,
-    skip_errors: SkipErrorsOpt = False,
     json_output: JsonOpt = False,
+    preprocessing: Preprocessing = Preprocessing(),
+    run: api.RunOptions = api.RunOptions(),
 ) -> None:
     """Compute features of a dataset and save them (cached per image)."""
-    preprocessing = Preprocessing(stain, None, cell_diameter, resize, gaussian, median, clahe, grayscale)
     with _progress("extracting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
+        options = replace(run, progress=progress)
         table = api.featurize(dataset, features, preprocessing, feature_option or None, options)
     table.save(output)
     _report_table(table)
@@ -220,6 +253,8 @@ def api_json(data) -> str:
 
 @app.command()
 @handle_errors
+@preprocessing_options
+@run_options
 def train(
     dataset: Annotated[str, typer.Argument(help="Dataset (folder, CSV, VOC) or a features .joblib file.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Model file to write.")] = None,
@@ -229,33 +264,19 @@ def train(
     cv: Annotated[Optional[int], typer.Option("--cv", help="Report K-fold cross-validated metrics first.")] = None,
     test_size: Annotated[Optional[float], typer.Option("--test-size", help="Report metrics on a held-out fraction first.")] = None,
     seed: SeedOpt = 0,
-    resize: ResizeOpt = None,
-    gaussian: GaussianOpt = 0.0,
-    median: MedianOpt = 0,
-    clahe: ClaheOpt = 0.0,
-    grayscale: GrayOpt = False,
-    stain: StainOpt = None,
-    cell_diameter: CellDiameterOpt = None,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
-    jobs: JobsOpt = None,
-    batch_size: BatchOpt = 32,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    scheduler: SchedulerOpt = None,
-    skip_errors: SkipErrorsOpt = False,
     json_output: JsonOpt = False,
+    preprocessing: Preprocessing = Preprocessing(),
+    run: api.RunOptions = api.RunOptions(),
 ) -> None:
     """Train a classifier; with --cv or --test-size, print held-out metrics."""
     if cv and test_size:
         raise UsageError("use either --cv or --test-size, not both")
-    preprocessing = Preprocessing(stain, None, cell_diameter, resize, gaussian, median, clahe, grayscale)
     with _progress("extracting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
+        options = replace(run, progress=progress)
         table = api.featurize(dataset, features, preprocessing, feature_option or None, options)
     _report_table(table)
     log(f"training {model} on {len(table)} samples ({len(set(table.labels))} classes)")
-    trained, result = api.train(table, model, cv=cv, test_size=test_size, seed=seed, jobs=api_jobs(jobs), scheduler=scheduler)
+    trained, result = api.train(table, model, cv=cv, test_size=test_size, seed=seed, jobs=api_jobs(run.jobs), scheduler=run.scheduler)
     if output is not None:
         trained.save(output)
         log(f"wrote {output}")
@@ -282,18 +303,12 @@ def _print_metrics(metrics: dict, title: str) -> None:
 
 @app.command()
 @handle_errors
+@run_options
 def predict(
     model: Annotated[Path, typer.Argument(help="Model file from 'bloodcli train'.")],
     inputs: Annotated[list[str], typer.Argument(help="Images, folders, globs, a CSV manifest or a VOC folder.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Predictions CSV [default: stdout].")] = None,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
-    jobs: JobsOpt = None,
-    batch_size: BatchOpt = 32,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    scheduler: SchedulerOpt = None,
-    skip_errors: SkipErrorsOpt = False,
+    run: api.RunOptions = api.RunOptions(),
 ) -> None:
     """Predict classes: CSV with path,label,prob_<class>... ."""
     from bloodcli.imaging import atomic_write
@@ -302,7 +317,7 @@ def predict(
 
     trained = TrainedModel.load(model)
     with _progress("predicting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
+        options = replace(run, progress=progress)
         result = api.predict(trained, inputs, options)
     text = predictions_csv(result.paths, result.labels, result.probabilities, result.classes)
     _report_skipped(result.failures)
@@ -316,6 +331,7 @@ def predict(
 
 @app.command()
 @handle_errors
+@run_options
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Model file from 'bloodcli train'.")],
     dataset: Annotated[str, typer.Argument(help="Labelled dataset (folder, CSV, VOC) or features .joblib file.")],
@@ -324,14 +340,7 @@ def evaluate(
         Optional[str], typer.Option("--label-map", help="Rename dataset labels to model classes: A=a,B=b (case is ignored anyway).")
     ] = None,
     json_output: JsonOpt = False,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
-    jobs: JobsOpt = None,
-    batch_size: BatchOpt = 32,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    scheduler: SchedulerOpt = None,
-    skip_errors: SkipErrorsOpt = False,
+    run: api.RunOptions = api.RunOptions(),
 ) -> None:
     """Score a trained model on a labelled dataset."""
     from bloodcli.models import TrainedModel
@@ -339,7 +348,7 @@ def evaluate(
 
     trained = TrainedModel.load(model)
     with _progress("extracting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
+        options = replace(run, progress=progress)
         table = api.featurize_for_model(trained, dataset, options)
     _report_table(table)
     metrics = api.evaluate(trained, table, api.parse_label_map(label_map))
@@ -364,6 +373,8 @@ def evaluate(
 
 @app.command()
 @handle_errors
+@preprocessing_options
+@run_options
 def compare(
     dataset: Annotated[str, typer.Argument(help="Dataset (folder, CSV, VOC) or a features .joblib file.")],
     more_sets: Annotated[Optional[list[str]], typer.Argument(help="More feature sets (so '--feature-sets A B C' works unquoted).", show_default=False)] = None,
@@ -380,31 +391,17 @@ def compare(
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write results.csv, results.json and report.html here.")] = None,
     seed: SeedOpt = 0,
     feature_option: FeatureOptionOpt = None,
-    resize: ResizeOpt = None,
-    gaussian: GaussianOpt = 0.0,
-    median: MedianOpt = 0,
-    clahe: ClaheOpt = 0.0,
-    grayscale: GrayOpt = False,
-    stain: StainOpt = None,
-    cell_diameter: CellDiameterOpt = None,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
-    jobs: JobsOpt = None,
-    batch_size: BatchOpt = 32,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    scheduler: SchedulerOpt = None,
-    skip_errors: SkipErrorsOpt = False,
     json_output: JsonOpt = False,
+    preprocessing: Preprocessing = Preprocessing(),
+    run: api.RunOptions = api.RunOptions(),
 ) -> None:
     """Compare feature sets (classical, deep, fused) across classifiers on the same repeated CV folds."""
     from bloodcli.compare import compare as run_compare
     from bloodcli.reports import comparison_table, write_comparison_outputs
 
     sets = [spec for value in [*(feature_sets or []), *(more_sets or [])] for spec in value.split()] or ["glcm+shape+color"]
-    preprocessing = Preprocessing(stain, None, cell_diameter, resize, gaussian, median, clahe, grayscale)
     with _progress("extracting") as progress:
-        options = _run_options(cache_dir, no_cache, jobs, skip_errors, batch_size, progress, weights, device, scheduler)
+        options = replace(run, progress=progress)
         log(f"comparing {len(sets)} feature set(s) x {len(models.split(','))} model(s), {repeats}x{folds}-fold CV")
         result = run_compare(dataset, sets, models, folds, repeats, seed, options, tune, metric=metric,
                              preprocessing=preprocessing, feature_options=feature_option or None)  # fmt: skip
