@@ -92,7 +92,11 @@ def main() -> None:
     parser.add_argument("--skip-dask", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "classical.json")
     args = parser.parse_args()
+    import cv2
+
     from bloodcli.datasets import load_dataset
+
+    cv2.setNumThreads(1)  # per-core figures: no OpenCV thread pool in this process (workers do the same)
 
     full = load_dataset(args.data)
     step = max(1, len(full) // args.limit)
@@ -121,9 +125,15 @@ def main() -> None:
         if not args.skip_dask:
             from distributed import LocalCluster
 
+            import dask
+
+            from bloodcli.distributed import WORKER_ENVIRONMENT
+
             rates = {}
             for workers in (1, 2):
-                with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+                with dask.config.set(WORKER_ENVIRONMENT):  # as `--scheduler local` starts its workers
+                    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+                with cluster:
                     time_bloodcli(dataset.subset(range(8)), 1, None, cluster.scheduler_address)  # warm the workers' imports
                     rates[workers], _ = time_bloodcli(dataset, 1, None, cluster.scheduler_address)
             results["dask_images_per_s_1_worker"] = round(rates[1], 2)

@@ -98,8 +98,7 @@ def _sample_image(sample):
 def _extract(dataset: Dataset, extractors, preprocessing: Preprocessing, options: RunOptions) -> FeatureTable:
     """Run the extraction facade locally or, with a scheduler, on Dask workers."""
     with compute_backend(options.scheduler) as client:
-        backend = "dask" if client is not None else None
-        return extract_features(dataset, extractors, preprocessing, backend=backend, **options.extraction_kwargs())
+        return extract_features(dataset, extractors, preprocessing, executor=client, **options.extraction_kwargs())
 
 
 def _options_dict(feature_options) -> dict:

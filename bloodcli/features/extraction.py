@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import joblib
 import numpy as np
 
@@ -191,7 +192,7 @@ def extract_features(
     skip_errors: bool = False,
     progress: ProgressCallback | None = None,
     batch_size: int = 32,
-    backend: str | None = None,
+    executor=None,
 ) -> FeatureTable:
     """Compute features for every sample of ``dataset``.
 
@@ -212,9 +213,10 @@ def extract_features(
         (one pass for all per-image extractors, one per batched extractor).
     batch_size : int
         Batch size of batched (CNN) extractors.
-    backend : str, optional
-        joblib backend for per-image work; ``"dask"`` spreads it over the workers of the active
-        Dask client (see :mod:`bloodcli.distributed`) and ignores ``jobs``.
+    executor : Executor-like, optional
+        Where per-image work runs instead of local processes: anything with
+        ``submit(fn, *args)`` returning futures, e.g. a Dask ``distributed.Client`` (then ``jobs``
+        is ignored).
 
     Returns
     -------
@@ -248,7 +250,7 @@ def extract_features(
     total_steps = n * (int(bool(per_image)) + len(batched))
     advance = (lambda: progress(1, total_steps)) if progress else (lambda: None)
     if per_image:
-        results = _run_per_image(dataset.samples, per_image, preprocessing, cache, jobs, backend)
+        results = _run_per_image(dataset.samples, per_image, preprocessing, cache, jobs, executor)
         for index, result in enumerate(results):
             record(index, result, per_image)
             advance()
@@ -276,32 +278,47 @@ def resolve_jobs(jobs: int | None) -> int:
     return available if not jobs or jobs < 0 else jobs
 
 
-def _run_per_image(samples, extractors, preprocessing, cache, jobs, backend=None) -> Iterator[_SampleResult]:
-    workers = -1 if backend == "dask" else min(resolve_jobs(jobs), len(samples))
+def _extract_chunk(samples, extractors, namespaces, preprocessing, cache) -> list[_SampleResult]:
+    """Worker task: several samples at once, so per-task overhead is paid once per chunk."""
+    cv2.setNumThreads(1)  # one worker per core: OpenCV's own thread pool would oversubscribe it
+    return [_process_sample(s, extractors, namespaces, preprocessing, cache) for s in samples]
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _run_per_image(samples, extractors, preprocessing, cache, jobs, executor=None) -> Iterator[_SampleResult]:
+    """Results in dataset order, streamed: only feature vectors are ever held, never images."""
     namespaces = [_namespace(e, preprocessing) for e in extractors]
-    if workers == 1 or workers == 0:
-        return (_process_sample(s, extractors, namespaces, preprocessing, cache) for s in samples)
-    # Ordered generator: results stream back in dataset order, so memory holds only features.
-    # With backend="dask" the active joblib.parallel_config (bloodcli.distributed) routes this to Dask.
-    parallel = joblib.Parallel(n_jobs=workers, return_as="generator", batch_size=8)
-    return parallel(joblib.delayed(_process_sample)(s, extractors, namespaces, preprocessing, cache) for s in samples)
+    arguments = (extractors, namespaces, preprocessing, cache)
+    if executor is not None:
+        chunks = _chunks(samples, 32)
+        futures = _in_order(lambda chunk: executor.submit(_extract_chunk, chunk, *arguments), chunks, ahead=64)
+        return (result for future in futures for result in future.result())
+    workers = min(resolve_jobs(jobs), len(samples))
+    if workers <= 1:
+        return (_process_sample(s, *arguments) for s in samples)
+    chunks = _chunks(samples, max(1, min(16, len(samples) // (4 * workers))))
+    parallel = joblib.Parallel(n_jobs=workers, return_as="generator")
+    return (result for chunk in parallel(joblib.delayed(_extract_chunk)(c, *arguments) for c in chunks) for result in chunk)
 
 
-def _prefetched(pool: ThreadPoolExecutor, load, batches, ahead: int):
-    """Yield each batch's loaded items while the next ``ahead`` batches load in the pool.
+def _in_order(submit, items, ahead: int):
+    """Yield ``submit(item)`` handles in order while keeping ``ahead`` items submitted.
 
-    Bounded look-ahead keeps memory to a few batches however large the dataset.
+    Bounded look-ahead keeps memory to a few tasks' results however large the dataset.
     """
     pending: deque = deque()
-    remaining = iter(batches)
-    for batch in itertools.islice(remaining, ahead):
-        pending.append([pool.submit(load, i) for i in batch])
+    remaining = iter(items)
+    for item in itertools.islice(remaining, ahead):
+        pending.append(submit(item))
     while pending:
         current = pending.popleft()
         following = next(remaining, None)
         if following is not None:
-            pending.append([pool.submit(load, i) for i in following])
-        yield [future.result() for future in current]
+            pending.append(submit(following))
+        yield current
 
 
 def _run_batched(samples, todo, extractor, preprocessing, cache, batch_size) -> Iterator[tuple[int, _SampleResult]]:
@@ -321,7 +338,9 @@ def _run_batched(samples, todo, extractor, preprocessing, cache, batch_size) -> 
             return index, None, None, None, exc.cause
 
     with ThreadPoolExecutor(max_workers=max(2, min(8, resolve_jobs(None)))) as pool:
-        for loaded in _prefetched(pool, load, batches, ahead=2):
+        submit_batch = lambda batch: [pool.submit(load, index) for index in batch]  # noqa: E731
+        for futures in _in_order(submit_batch, batches, ahead=2):
+            loaded = [future.result() for future in futures]
             to_compute = [item for item in loaded if item[3] is not None]
             if to_compute:
                 outputs = extractor.compute_batch([item[3] for item in to_compute])
