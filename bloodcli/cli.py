@@ -505,6 +505,70 @@ def cache_info(cache_dir: CacheDirOpt = None, json_output: JsonOpt = False) -> N
         stdout.print(f"  {namespace}: {values['entries']} entries, {values['bytes'] / 1e6:.1f} MB", highlight=False)
 
 
+# --- segment: whole smear images into cells (issue 3) -----------------------------------------
+
+
+@app.command()
+@handle_errors
+def segment(
+    inputs: Annotated[list[str], typer.Argument(help="Smear images, folders, globs or a VOC folder.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Folder for label masks, overlays, objects.csv, counts.csv.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="hsv (connected components) or watershed (splits touching red cells).")] = "watershed",
+    crops: Annotated[bool, typer.Option("--crops", help="Also write each cell to OUT/crops/<class>/ (a dataset for extract/train).")] = False,
+    evaluate: Annotated[Optional[Path], typer.Option("--evaluate", help="VOC folder: score detection and counts against its boxes.")] = None,
+    masks: Annotated[Optional[Path], typer.Option("--masks", help="Folder of white-cell masks (<stem>.png): score Dice/IoU.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-P", help="Any segmentation threshold NAME=VALUE (repeatable; see bloodcli.segmentation.SegmentationParams).")] = None,
+    nucleus_sat: Annotated[Optional[int], typer.Option("--nucleus-sat", help="Min saturation of nuclear stain (0-255).")] = None,
+    cytoplasm_sat: Annotated[Optional[int], typer.Option("--cytoplasm-sat", help="Min saturation of white-cell cytoplasm (0-255).")] = None,
+    wbc_nucleus_area: Annotated[Optional[int], typer.Option("--wbc-nucleus-area", help="Min nuclear area of a white cell (px); smaller stained blobs are platelets.")] = None,
+    platelet_area: Annotated[Optional[int], typer.Option("--platelet-area", help="Min platelet area (px); smaller blobs are debris.")] = None,
+    rbc_contrast: Annotated[Optional[int], typer.Option("--rbc-contrast", help="How much darker than background (L*, 0-255) red cells are.")] = None,
+    rbc_area: Annotated[Optional[int], typer.Option("--rbc-area", help="Min red-cell area (px).")] = None,
+    peak_distance: Annotated[Optional[int], typer.Option("--peak-distance", help="Min distance between watershed seeds (px).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
+    skip_errors: SkipErrorsOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Segment smear images into red cells, white cells and platelets; count and optionally score them."""
+    import dataclasses
+
+    from bloodcli.datasets import load_inputs
+    from bloodcli.segmentation import SegmentationParams
+    from bloodcli.segmentation_eval import segment_files
+
+    named = {"nucleus_sat_min": nucleus_sat, "cytoplasm_sat_min": cytoplasm_sat, "wbc_nucleus_min_area": wbc_nucleus_area,
+             "platelet_min_area": platelet_area, "rbc_contrast": rbc_contrast, "rbc_min_area": rbc_area,
+             "peak_min_distance": peak_distance}  # fmt: skip
+    params = SegmentationParams.from_strings(param)
+    params = dataclasses.replace(params, **{k: v for k, v in named.items() if v is not None})
+    dataset = load_inputs(inputs, skip_errors=skip_errors)
+    paths = list(dict.fromkeys(s.path for s in dataset.samples))  # a VOC folder lists an image once per box
+    with _progress("segmenting") as progress:
+        run = segment_files(paths, out_dir, method, params, crops=crops, voc_dir=evaluate, mask_dir=masks,
+                            jobs=api_jobs(jobs), skip_errors=skip_errors, progress=progress)  # fmt: skip
+    failures = list(dataset.problems) + run.failures
+    _report_skipped(failures)
+    totals = {name: sum(row[name] for row in run.counts) for name in ("RBC", "WBC", "platelet")}
+    if json_output:
+        print(api_json({"out_dir": str(out_dir), "method": method, "n_images": len(run.counts), "n_objects": run.n_objects,
+                        "counts": totals, "metrics": run.metrics, "params": params.to_dict(),
+                        "skipped": [{"path": p, "reason": r} for p, r in failures]}))  # fmt: skip
+        return
+    log(f"segmented {len(run.counts)} image(s) into {run.n_objects} objects; wrote {out_dir}")
+    stdout.print(", ".join(f"{name}: {count}" for name, count in totals.items()), highlight=False)
+    if run.metrics is not None:
+        _print_segment_metrics(run.metrics)
+
+
+def _print_segment_metrics(metrics: dict) -> None:
+    from rich.table import Table
+
+    table = Table("metric", "value", title="Segmentation vs ground truth")
+    for key, value in metrics.items():
+        table.add_row(key, "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value))
+    stdout.print(table)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

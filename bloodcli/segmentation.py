@@ -163,8 +163,7 @@ def segment_image(rgb: np.ndarray, method: str = "watershed", params: Segmentati
     Segmentation
         Blank or background-only images give no objects.
     """
-    if method not in METHODS:
-        raise UsageError(f"unknown segmentation method {method!r} (choose {' or '.join(METHODS)})")
+    check_method(method)
     params = params or SegmentationParams()
     height, width = rgb.shape[:2]
     small = _resize(rgb, params.scale)
@@ -175,6 +174,12 @@ def segment_image(rgb: np.ndarray, method: str = "watershed", params: Segmentati
     layers = [("WBC", wbc), ("platelet", platelets), ("RBC", rbc)]
     labels, classes = _combine(layers, (height, width))
     return Segmentation(labels, _describe(labels, classes), method)
+
+
+def check_method(method: str) -> None:
+    """Raise :class:`UsageError` unless ``method`` is one of :data:`METHODS`."""
+    if method not in METHODS:
+        raise UsageError(f"unknown segmentation method {method!r} (choose {' or '.join(METHODS)})")
 
 
 def _resize(rgb: np.ndarray, scale: float) -> np.ndarray:
