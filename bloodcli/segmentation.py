@@ -67,7 +67,7 @@ class SegmentationParams:
     rbc_contrast: int = 18  # red cells are at least this much darker (Lab L*, 0-255) than background
     rbc_open: int = 3  # opening radius that cuts thin bridges and speckle
     rbc_min_area: int = 1200  # smaller red fragments are debris
-    rbc_edge_min_area: int = 4000  # red cells cut by the image edge count only when this much shows
+    rbc_edge_min_area: int = 6000  # red cells cut by the image edge count only when this much shows
     peak_min_distance: int = 22  # watershed seeds: distance-transform peaks this far apart
     peak_min_height: float = 12.0  # ... at least this deep inside the cell (pixels)
 
@@ -216,8 +216,8 @@ def _stained_objects(hsv: np.ndarray, p: SegmentationParams) -> tuple[np.ndarray
     wbc_seed[1:] = stained[1:] >= p.wbc_nucleus_min_area * area_scale
     platelet[1:] = (stained[1:] >= p.platelet_min_area * area_scale) & ~wbc_seed[1:]
     wbc = _white_cells(hue, sat, wbc_seed[groups], p)
-    platelets, _ = ndi.label(platelet[groups] & (wbc == 0))
-    return wbc, platelets.astype(np.int32)
+    platelets = cv2.connectedComponents((platelet[groups] & (wbc == 0)).astype(np.uint8), connectivity=8)[1]
+    return wbc, platelets
 
 
 def _white_cells(hue: np.ndarray, sat: np.ndarray, nuclei: np.ndarray, p: SegmentationParams) -> np.ndarray:
@@ -229,13 +229,12 @@ def _white_cells(hue: np.ndarray, sat: np.ndarray, nuclei: np.ndarray, p: Segmen
     body = ((cytoplasm & reach) | nuclei).astype(np.uint8)
     body = cv2.morphologyEx(body, cv2.MORPH_OPEN, _disc(2 * p.scale * 2))  # detach touching red-cell rims
     body = cv2.morphologyEx(body, cv2.MORPH_CLOSE, _disc(4 * p.scale * 2)) | nuclei
-    body = ndi.binary_fill_holes(body)
-    count, labels = cv2.connectedComponents(body.astype(np.uint8), connectivity=8)
+    count, labels = cv2.connectedComponents(fill_holes(body), connectivity=8)
     keep = np.zeros(count, bool)
     keep[np.unique(labels[nuclei])] = True
     keep[0] = False
-    labels, _ = ndi.label(keep[labels])
-    return _convex(labels) if p.wbc_convex else labels.astype(np.int32)
+    labels = cv2.connectedComponents(keep[labels].astype(np.uint8), connectivity=8)[1]
+    return _convex(labels) if p.wbc_convex else labels
 
 
 def _convex(labels: np.ndarray) -> np.ndarray:
@@ -253,11 +252,13 @@ def _red_cells(lightness, wbc: np.ndarray, platelets: np.ndarray, method: str, p
     # background; measuring against this image's own background absorbs exposure changes.
     background = np.percentile(lightness, p.background_percentile)
     red = lightness.astype(np.int16) <= background - p.rbc_contrast
-    red = ndi.binary_fill_holes(red)  # the pale centre of a red cell is part of it
-    red = red & ~wbc
+    red = fill_holes(red) & ~wbc  # the pale centre of a red cell is part of it
     red = cv2.morphologyEx(red.astype(np.uint8), cv2.MORPH_OPEN, _disc(p.rbc_open * p.scale))
-    red = red.astype(bool) | (platelets & ndi.binary_dilation(red))  # platelets on a red cell leave no hole
-    labels = _split_touching(red, p) if method == "watershed" else ndi.label(red)[0]
+    red = (red | (platelets & cv2.dilate(red, _disc(1)))) > 0  # platelets on a red cell leave no hole
+    if method == "watershed":
+        labels = _split_touching(red, p)
+    else:
+        labels = cv2.connectedComponents(red.astype(np.uint8), connectivity=8)[1]
     return _drop_small(labels, p.rbc_min_area * p.scale**2, p.rbc_edge_min_area * p.scale**2)
 
 
@@ -271,8 +272,18 @@ def _split_touching(mask: np.ndarray, p: SegmentationParams) -> np.ndarray:
     distance = cv2.GaussianBlur(distance, (0, 0), 1.0)
     local_max = cv2.dilate(distance, _disc(p.peak_min_distance * p.scale)) <= distance
     peaks = local_max & (distance >= p.peak_min_height * p.scale) & mask
-    markers, _ = ndi.label(cv2.dilate(peaks.astype(np.uint8), _disc(1)))
+    markers = cv2.connectedComponents(cv2.dilate(peaks.astype(np.uint8), _disc(1)), connectivity=8)[1]
     return watershed(-distance, markers, mask=mask).astype(np.int32)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with enclosed holes filled, as ``uint8`` 0/1 (background = reachable from the border)."""
+    padded = np.pad((mask > 0).astype(np.uint8), 1)
+    count, labels = cv2.connectedComponents(1 - padded, connectivity=4)
+    outside = np.zeros(count, bool)
+    outside[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = True
+    outside[0] = False
+    return (~outside[labels[1:-1, 1:-1]]).astype(np.uint8)
 
 
 def _drop_small(labels: np.ndarray, min_area: float, edge_min_area: float) -> np.ndarray:
@@ -296,17 +307,25 @@ def _combine(layers, shape) -> tuple[np.ndarray, list[str]]:
 
     Returns the labels, numbered 1..N without gaps, and the class of each id.
     """
-    labels = np.zeros(shape, np.int32)
+    labels = np.zeros(layers[0][1].shape, np.int32)
     classes = [""]
     for name, layer in layers:
-        full = cv2.resize(layer.astype(np.float32), shape[::-1], interpolation=cv2.INTER_NEAREST).astype(np.int32)
-        inside = (full > 0) & (labels == 0)
-        labels[inside] = full[inside] + len(classes) - 1
+        inside = (layer > 0) & (labels == 0)
+        labels[inside] = layer[inside] + len(classes) - 1
         classes += [name] * int(layer.max())
-    present = np.unique(labels[labels > 0])  # an id can vanish when a tiny object is upsampled or overlapped
+    present = np.unique(labels[labels > 0])  # an id vanishes when an earlier layer covers it
     lookup = np.zeros(len(classes), np.uint16)
     lookup[present] = np.arange(1, len(present) + 1)
-    return lookup[labels], [classes[i] for i in present]
+    labels = lookup[labels]
+    if labels.shape != shape:
+        labels = cv2.resize(labels, shape[::-1], interpolation=cv2.INTER_NEAREST)
+    present = np.unique(labels[labels > 0])  # ... or is too thin to survive upsampling (rare)
+    if len(present) < len(lookup[lookup > 0]):
+        kept = [classes[i] for i in np.flatnonzero(np.isin(lookup, present))]
+        relabel = np.zeros(int(lookup.max()) + 1, np.uint16)
+        relabel[present] = np.arange(1, len(present) + 1)
+        return relabel[labels], kept
+    return labels, [classes[i] for i in np.flatnonzero(lookup)]
 
 
 def _describe(labels: np.ndarray, classes: list[str]) -> list[CellObject]:
