@@ -9,6 +9,8 @@ figures:
   (``*_pooled``: over all pixels of all images).
 - ``rbc_count_mae/mape`` and ``platelet_count_mae/mape``: per-image count errors against the
   number of VOC boxes; MAPE is a fraction (0.1 = 10 %) over images with at least one box.
+- ``rbc_box_precision/recall``: red cells matched to VOC ``RBC`` boxes at IoU >= 0.5 (precision
+  is a lower bound: unannotated cells count as false positives).
 - ``rbc_count_*_complete``: the same over images whose VOC red-cell boxes cover at least 90 %
   of the segmented red-cell pixels, i.e. where the annotation is not missing cells.
 """
@@ -90,6 +92,9 @@ class ImageScore:
     wbc_intersection: int | None = None
     wbc_pixels: int | None = None
     wbc_pixels_true: int | None = None
+    rbc_tp: int | None = None  # red cells matched to VOC RBC boxes at IoU >= 0.5
+    rbc_fp: int | None = None
+    rbc_fn: int | None = None
     rbc_box_coverage: float | None = None  # fraction of segmented red-cell pixels inside VOC RBC boxes
 
     def to_dict(self) -> dict:
@@ -106,6 +111,7 @@ def score_image(
         truth = {name: [b for n, b in boxes if n == voc] for name, voc in VOC_NAMES.items()}
         score.rbc_true, score.wbc_true, score.platelet_true = (len(truth[n]) for n in ("RBC", "WBC", "platelet"))
         score.wbc_tp, score.wbc_fp, score.wbc_fn = match_boxes(segmentation.boxes("WBC"), truth["WBC"])
+        score.rbc_tp, score.rbc_fp, score.rbc_fn = match_boxes(segmentation.boxes("RBC"), truth["RBC"])
         score.rbc_box_coverage = _box_coverage(segmentation.class_mask("RBC"), truth["RBC"])
     if wbc_mask is not None:
         if wbc_mask.shape != segmentation.labels.shape:
@@ -145,6 +151,9 @@ def summarize(scores: list[ImageScore], complete_coverage: float = 0.9) -> dict:
     errors = _count_errors("rbc", complete)
     summary.update({f"{k}_complete": v for k, v in errors.items() if not k.endswith("bias")})
     summary["n_rbc_complete"] = len(complete)
+    if boxed:  # box-level recall shows whether the annotated red cells are found at all
+        tp, fp, fn = (sum(getattr(s, k) for s in boxed) for k in ("rbc_tp", "rbc_fp", "rbc_fn"))
+        summary.update(rbc_box_precision=tp / max(tp + fp, 1), rbc_box_recall=tp / max(tp + fn, 1))
     return summary
 
 

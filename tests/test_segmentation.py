@@ -156,9 +156,11 @@ def test_box_matching_at_iou_half():
 def test_summary_pools_detection_and_count_errors():
     scores = [
         ImageScore("a", rbc=12, wbc=1, platelet=1, rbc_true=10, wbc_true=1, platelet_true=0, wbc_tp=1, wbc_fp=0, wbc_fn=0,
-                   wbc_dice=0.9, wbc_iou=0.8, wbc_intersection=9, wbc_pixels=10, wbc_pixels_true=10, rbc_box_coverage=1.0),
+                   wbc_dice=0.9, wbc_iou=0.8, wbc_intersection=9, wbc_pixels=10, wbc_pixels_true=10, rbc_box_coverage=1.0,
+                   rbc_tp=9, rbc_fp=3, rbc_fn=1),
         ImageScore("b", rbc=8, wbc=2, platelet=2, rbc_true=10, wbc_true=1, platelet_true=2, wbc_tp=1, wbc_fp=1, wbc_fn=0,
-                   wbc_dice=0.7, wbc_iou=0.6, wbc_intersection=7, wbc_pixels=10, wbc_pixels_true=10, rbc_box_coverage=0.5),
+                   wbc_dice=0.7, wbc_iou=0.6, wbc_intersection=7, wbc_pixels=10, wbc_pixels_true=10, rbc_box_coverage=0.5,
+                   rbc_tp=7, rbc_fp=1, rbc_fn=3),
     ]  # fmt: skip
     summary = summarize(scores)
     assert summary["n_images"] == 2
@@ -168,6 +170,7 @@ def test_summary_pools_detection_and_count_errors():
     assert summary["rbc_count_mae"] == 2.0 and summary["rbc_count_mape"] == pytest.approx(0.2)
     assert summary["platelet_count_mae"] == 0.5
     assert summary["n_rbc_complete"] == 1 and summary["rbc_count_mape_complete"] == pytest.approx(0.2)
+    assert summary["rbc_box_precision"] == pytest.approx(0.8) and summary["rbc_box_recall"] == pytest.approx(0.8)
 
 
 def test_score_image_against_sample_truth(segmentations):
