@@ -1,6 +1,6 @@
 """Segment whole smear images into red cells, white cells and platelets.
 
-The pipeline works on the stain colours of a Wright–Giemsa smear in HSV:
+The pipeline works on the stain colours of a Wright–Giemsa smear (HSV) and on lightness:
 
 1. *Nuclear stain*: nuclei and platelets are the most saturated purple pixels. Nearby
    purple blobs are joined (lobes of one nucleus); large groups are white cells, small ones
@@ -8,9 +8,11 @@ The pipeline works on the stain colours of a Wright–Giemsa smear in HSV:
 2. *White cell body*: the cytoplasm around a nucleus shares its purple hue at a lower
    saturation; purple pixels within ``wbc_reach`` of a nucleus, hole-filled and convex, make
    the whole white cell (nucleus + cytoplasm), as drawn in the BCCD ``wbc_masks``.
-3. *Red cells*: saturated pixels in the red/pink hue band outside white cells. ``"hsv"``
-   takes each connected component as one red cell; ``"watershed"`` splits touching red
-   cells from the peaks of the distance transform.
+3. *Red cells*: outside white cells and platelets, the band of pixels at least
+   ``rbc_contrast`` darker (Lab L*) than the image's own background; pale red cells have too
+   little saturation for a hue test. ``"hsv"`` takes each connected component as one red
+   cell; ``"watershed"`` splits touching red cells from the peaks of the distance transform.
+   Cells cut by the image edge count only when ``rbc_edge_min_area`` of them shows.
 
 Everything runs at ``params.scale`` (half resolution by default, for speed); lengths and
 areas in :class:`SegmentationParams` are in full-resolution pixels. Defaults were tuned on
@@ -22,7 +24,7 @@ Examples
 >>> from bloodcli.segmentation import segment_image
 >>> seg = segment_image(read_image("sample_data/bccd/JPEGImages/BloodImage_00117.jpg"))  # doctest: +SKIP
 >>> seg.counts                                                                            # doctest: +SKIP
-{'RBC': 14, 'WBC': 1, 'platelet': 2}
+{'RBC': 12, 'WBC': 1, 'platelet': 2}
 """
 
 from __future__ import annotations
