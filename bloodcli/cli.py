@@ -551,10 +551,11 @@ def segment(
     totals = {name: sum(row[name] for row in run.counts) for name in ("RBC", "WBC", "platelet")}
     if json_output:
         print(api_json({"out_dir": str(out_dir), "method": method, "n_images": len(run.counts), "n_objects": run.n_objects,
-                        "counts": totals, "metrics": run.metrics, "params": params.to_dict(),
+                        "n_resumed": run.n_resumed, "counts": totals, "metrics": run.metrics, "params": params.to_dict(),
                         "skipped": [{"path": p, "reason": r} for p, r in failures]}))  # fmt: skip
         return
-    log(f"segmented {len(run.counts)} image(s) into {run.n_objects} objects; wrote {out_dir}")
+    resumed = f" ({run.n_resumed} finished earlier, reused)" if run.n_resumed else ""
+    log(f"segmented {len(run.counts)} image(s) into {run.n_objects} objects{resumed}; wrote {out_dir}")
     stdout.print(", ".join(f"{name}: {count}" for name, count in totals.items()), highlight=False)
     if run.metrics is not None:
         _print_segment_metrics(run.metrics)

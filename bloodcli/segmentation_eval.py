@@ -234,6 +234,7 @@ class SegmentRun:
     scores: list[ImageScore]
     metrics: dict | None
     failures: list[tuple[str, str]]
+    n_resumed: int = 0  # images whose finished outputs from an earlier, interrupted run were reused
 
 
 @dataclass
@@ -243,6 +244,7 @@ class _ImageResult:
     rows: list[dict]
     score: ImageScore | None = None
     failure: str | None = None
+    resumed: bool = False
 
 
 def segment_files(
@@ -259,6 +261,10 @@ def segment_files(
 
     Unreadable images raise :class:`ImageReadError`, or with ``skip_errors`` are listed in
     ``failures``. ``jobs > 1`` segments images in that many worker processes.
+
+    Each finished image leaves a record in ``out_dir/.done/`` (written last, atomically), keyed
+    by the image content and every setting; a rerun after an interruption reuses those images
+    and produces the same tables as an uninterrupted run.
     """
     from bloodcli.segmentation import SegmentationParams, check_method
 
@@ -304,11 +310,45 @@ def _segment_one(path, name, out_dir, method, params, crops, voc_dir, mask_dir, 
     Errors are returned, not raised, so one bad file in a worker process neither loses the
     other results nor has to survive pickling as an exception.
     """
-    from bloodcli.imaging import read_image, write_image
+    from bloodcli.imaging import content_hash, read_bytes
+
+    try:
+        data = read_bytes(path)
+    except ImageReadError as exc:
+        return _ImageResult(str(path), {}, [], failure=exc.cause)
+    settings = [content_hash(data), method, params.to_dict(), crops, str(voc_dir), str(mask_dir), str(path)]
+    record = out_dir / ".done" / f"{name}.json"
+    fingerprint = content_hash(json.dumps(settings, sort_keys=True, default=str).encode())
+    finished = _read_record(record, fingerprint)
+    if finished is not None:
+        return finished
+    result = _segment_and_write(path, data, name, out_dir, method, params, crops, voc_dir, mask_dir, evaluate)
+    if result.failure is None:
+        with atomic_write(record, "w") as handle:
+            json.dump({"fingerprint": fingerprint, "result": asdict(result)}, handle, default=_plain_number)
+    return result
+
+
+def _read_record(record: Path, fingerprint: str) -> _ImageResult | None:
+    """The result stored by an earlier run with identical inputs and settings, if any."""
+    try:
+        stored = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    if stored.get("fingerprint") != fingerprint:
+        return None
+    result = _ImageResult(**stored["result"])
+    result.score = ImageScore(**result.score) if result.score else None
+    result.resumed = True
+    return result
+
+
+def _segment_and_write(path, data, name, out_dir, method, params, crops, voc_dir, mask_dir, evaluate) -> _ImageResult:
+    from bloodcli.imaging import decode_image, write_image
     from bloodcli.segmentation import draw_overlay, segment_image
 
     try:
-        rgb = read_image(path)
+        rgb = decode_image(data, path)
         seg = segment_image(rgb, method, params)
         score = score_image(seg, str(path), *find_truth(path, voc_dir, mask_dir)) if evaluate else None
     except ImageReadError as exc:
@@ -319,8 +359,15 @@ def _segment_one(path, name, out_dir, method, params, crops, voc_dir, mask_dir, 
     write_image(out_dir / "overlays" / f"{name}.png", draw_overlay(rgb, seg))
     if crops:
         _write_crops(rgb, seg, out_dir / "crops", name)
-    rows = [{"image": str(path), **obj.to_row()} for obj in seg.objects]
+    # Plain Python numbers, so a resumed run (read back from JSON) writes identical tables.
+    rows = json.loads(json.dumps([{"image": str(path), **obj.to_row()} for obj in seg.objects], default=_plain_number))
     return _ImageResult(str(path), {"image": str(path), **seg.counts}, rows, score)
+
+
+def _plain_number(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _write_crops(rgb: np.ndarray, seg: Segmentation, crop_dir: Path, name: str) -> None:
@@ -349,7 +396,8 @@ def _finish(out_dir: Path, results: list[_ImageResult], evaluate: bool) -> Segme
         with atomic_write(out_dir / "metrics.json", "w") as handle:
             handle.write(json.dumps(metrics, indent=2) + "\n")
     failures = [(r.image, r.failure) for r in results if r.failure is not None]
-    return SegmentRun(out_dir, counts, len(rows), scores, metrics, failures)
+    resumed = sum(r.resumed for r in done)
+    return SegmentRun(out_dir, counts, len(rows), scores, metrics, failures, resumed)
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:

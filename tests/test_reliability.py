@@ -265,3 +265,29 @@ def test_two_processes_extracting_into_one_cache(tmp_path):
                            capture_output=True, text=True, check=True)  # fmt: skip
     assert json.loads(third.stdout)["n_computed"] == 0
     np.testing.assert_array_equal(_features(tmp_path / "f3.joblib").values, first.values)
+
+
+def test_kill_9_during_segment_then_rerun_resumes_and_matches(tmp_path):
+    images = tmp_path / "smears"
+    images.mkdir()
+    for copy in range(4):  # 32 distinct files (same pixels, other names)
+        for source in sorted((SAMPLE / "bccd" / "JPEGImages").glob("*.jpg")):
+            shutil.copy(source, images / f"{source.stem}_{copy}.jpg")
+    out, reference = tmp_path / "out", tmp_path / "reference"
+    process = subprocess.Popen(_cli("segment", images, "--out-dir", out, "-j", "1"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / ".done").glob("*.json"))) < 6:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = len(list((out / ".done").glob("*.json")))
+    assert 0 < finished < 32 and not (out / "counts.csv").exists()
+    resumed = subprocess.run(_cli("segment", images, "--out-dir", out, "-j", "1", "--json"),
+                             capture_output=True, text=True, check=True)  # fmt: skip
+    assert json.loads(resumed.stdout)["n_resumed"] >= finished - 1
+    subprocess.run(_cli("segment", images, "--out-dir", reference, "-j", "1"), check=True, capture_output=True)
+    for table in ("counts.csv", "objects.csv"):
+        assert (out / table).read_text() == (reference / table).read_text()
+    for label in (reference / "labels").iterdir():
+        assert (out / "labels" / label.name).read_bytes() == label.read_bytes()
