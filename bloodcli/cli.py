@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bloodcli import __version__, api
+from bloodcli.distributed import compute_backend
 from bloodcli.errors import BloodcliError, UsageError
 from bloodcli.preprocessing import Preprocessing
 
@@ -525,7 +526,8 @@ def segment(
     rbc_contrast: Annotated[Optional[int], typer.Option("--rbc-contrast", help="How much darker than background (L*, 0-255) red cells are.")] = None,
     rbc_area: Annotated[Optional[int], typer.Option("--rbc-area", help="Min red-cell area (px).")] = None,
     peak_distance: Annotated[Optional[int], typer.Option("--peak-distance", help="Min distance between watershed seeds (px).")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
+    jobs: JobsOpt = None,
+    scheduler: SchedulerOpt = None,
     skip_errors: SkipErrorsOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -544,8 +546,9 @@ def segment(
     dataset = load_inputs(inputs, skip_errors=skip_errors)
     paths = list(dict.fromkeys(s.path for s in dataset.samples))  # a VOC folder lists an image once per box
     with _progress("segmenting") as progress:
-        run = segment_files(paths, out_dir, method, params, crops=crops, voc_dir=evaluate, mask_dir=masks,
-                            jobs=api_jobs(jobs), skip_errors=skip_errors, progress=progress)  # fmt: skip
+        with compute_backend(scheduler) as client:
+            run = segment_files(paths, out_dir, method, params, crops=crops, voc_dir=evaluate, mask_dir=masks,
+                                jobs=api_jobs(jobs), skip_errors=skip_errors, progress=progress, executor=client)  # fmt: skip
     failures = list(dataset.problems) + run.failures
     _report_skipped(failures)
     totals = {name: sum(row[name] for row in run.counts) for name in ("RBC", "WBC", "platelet")}

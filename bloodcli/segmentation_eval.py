@@ -250,7 +250,7 @@ class _ImageResult:
 def segment_files(
     paths: list[Path], out_dir: str | Path, method: str = "watershed", params=None, *, crops: bool = False,
     voc_dir: str | Path | None = None, mask_dir: str | Path | None = None, jobs: int = 1,
-    skip_errors: bool = False, progress=None,
+    skip_errors: bool = False, progress=None, executor=None,
 ) -> SegmentRun:  # fmt: skip
     """Segment image files, writing label masks, overlays, tables (and crops) to ``out_dir``.
 
@@ -260,7 +260,8 @@ def segment_files(
     truth found by file stem and writes ``scores.csv`` and ``metrics.json``.
 
     Unreadable images raise :class:`ImageReadError`, or with ``skip_errors`` are listed in
-    ``failures``. ``jobs > 1`` segments images in that many worker processes.
+    ``failures``. ``jobs > 1`` segments images in that many worker processes; an ``executor``
+    (e.g. a Dask client) runs them there instead.
 
     Each finished image leaves a record in ``out_dir/.done/`` (written last, atomically), keyed
     by the image content and every setting; a rerun after an interruption reuses those images
@@ -275,7 +276,7 @@ def segment_files(
     evaluate = voc_dir is not None or mask_dir is not None
     task = (out_dir, method, params, crops, voc_dir, mask_dir, evaluate)
     results = []
-    for result in _run(paths, names, task, jobs):
+    for result in _run(paths, names, task, jobs, executor):
         if result.failure is not None and not skip_errors:
             raise ImageReadError(result.image, result.failure)
         results.append(result)
@@ -295,7 +296,12 @@ def _unique_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def _run(paths, names, task, jobs: int):
+def _run(paths, names, task, jobs: int, executor=None):
+    if executor is not None:
+        from bloodcli.features.extraction import in_order
+
+        submit = lambda item: executor.submit(_segment_one, *item, *task)  # noqa: E731
+        return (future.result() for future in in_order(submit, zip(paths, names), ahead=64))
     if jobs <= 1 or len(paths) <= 1:
         return (_segment_one(p, n, *task) for p, n in zip(paths, names))
     import joblib

@@ -65,3 +65,16 @@ def test_cli_extract_with_a_local_cluster(tmp_path, small_dataset):
     result = CliRunner().invoke(app, ["extract", str(small_dataset), "-o", str(out), "--scheduler", "local", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n_samples"] == 12 and out.exists()
+
+
+def test_segment_on_a_local_cluster_equals_the_local_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from bloodcli.cli import app
+
+    images = SAMPLE / "bccd" / "JPEGImages"
+    local = CliRunner().invoke(app, ["segment", str(images), "-o", str(tmp_path / "local"), "-j", "1"])
+    remote = CliRunner().invoke(app, ["segment", str(images), "-o", str(tmp_path / "dask"), "--scheduler", "local"])
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    for table in ("counts.csv", "objects.csv"):
+        assert (tmp_path / "local" / table).read_text() == (tmp_path / "dask" / table).read_text()

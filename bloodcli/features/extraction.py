@@ -294,7 +294,7 @@ def _run_per_image(samples, extractors, preprocessing, cache, jobs, executor=Non
     arguments = (extractors, namespaces, preprocessing, cache)
     if executor is not None:
         chunks = _chunks(samples, 32)
-        futures = _in_order(lambda chunk: executor.submit(_extract_chunk, chunk, *arguments), chunks, ahead=64)
+        futures = in_order(lambda chunk: executor.submit(_extract_chunk, chunk, *arguments), chunks, ahead=64)
         return (result for future in futures for result in future.result())
     workers = min(resolve_jobs(jobs), len(samples))
     if workers <= 1:
@@ -304,7 +304,7 @@ def _run_per_image(samples, extractors, preprocessing, cache, jobs, executor=Non
     return (result for chunk in parallel(joblib.delayed(_extract_chunk)(c, *arguments) for c in chunks) for result in chunk)
 
 
-def _in_order(submit, items, ahead: int):
+def in_order(submit, items, ahead: int):
     """Yield ``submit(item)`` handles in order while keeping ``ahead`` items submitted.
 
     Bounded look-ahead keeps memory to a few tasks' results however large the dataset.
@@ -339,7 +339,7 @@ def _run_batched(samples, todo, extractor, preprocessing, cache, batch_size) -> 
 
     with ThreadPoolExecutor(max_workers=max(2, min(8, resolve_jobs(None)))) as pool:
         submit_batch = lambda batch: [pool.submit(load, index) for index in batch]  # noqa: E731
-        for futures in _in_order(submit_batch, batches, ahead=2):
+        for futures in in_order(submit_batch, batches, ahead=2):
             loaded = [future.result() for future in futures]
             to_compute = [item for item in loaded if item[3] is not None]
             if to_compute:
