@@ -337,33 +337,18 @@ def override_weights(extractor_specs, weights: str) -> tuple[dict, ...]:
 _ALPHA_DEFAULTS = {**DeepExtractor.defaults, "alpha": 1.0}
 
 
-class ResNet50Extractor(DeepExtractor):
-    name = "resnet50"
-    description = BACKBONES[name].description
+def _backbone_extractor(name: str, class_name: str) -> type[DeepExtractor]:
+    """The :class:`DeepExtractor` subclass of one :data:`BACKBONES` entry (with ``alpha`` when it has one)."""
+    backbone = BACKBONES[name]
+    defaults = _ALPHA_DEFAULTS if backbone.has_alpha else DeepExtractor.defaults
+    namespace = {"name": name, "description": backbone.description, "defaults": defaults,
+                 "__module__": __name__, "__qualname__": class_name}  # fmt: skip
+    return type(class_name, (DeepExtractor,), namespace)
 
 
-class MobileNetV2Extractor(DeepExtractor):
-    name = "mobilenetv2"
-    description = BACKBONES[name].description
-    defaults = _ALPHA_DEFAULTS
-
-
-class MobileNetExtractor(DeepExtractor):
-    name = "mobilenet"
-    description = BACKBONES[name].description
-    defaults = _ALPHA_DEFAULTS
-
-
-class VGG16Extractor(DeepExtractor):
-    name = "vgg16"
-    description = BACKBONES[name].description
-
-
-class VGG19Extractor(DeepExtractor):
-    name = "vgg19"
-    description = BACKBONES[name].description
-
-
-class EfficientNetB0Extractor(DeepExtractor):
-    name = "efficientnetb0"
-    description = BACKBONES[name].description
+ResNet50Extractor = _backbone_extractor("resnet50", "ResNet50Extractor")
+MobileNetV2Extractor = _backbone_extractor("mobilenetv2", "MobileNetV2Extractor")
+MobileNetExtractor = _backbone_extractor("mobilenet", "MobileNetExtractor")
+VGG16Extractor = _backbone_extractor("vgg16", "VGG16Extractor")
+VGG19Extractor = _backbone_extractor("vgg19", "VGG19Extractor")
+EfficientNetB0Extractor = _backbone_extractor("efficientnetb0", "EfficientNetB0Extractor")
