@@ -90,3 +90,15 @@ def test_features_of_other_width_are_refused(sample_table):
     model = train_model(sample_table, "logreg")
     with pytest.raises(ModelFileError, match="expects 192 features"):
         model.predict_proba(sample_table.values[:, :10])
+
+
+def test_classical_features_separate_the_eight_pbc_classes():
+    """Real data when present: a tenth of ../shared/data/pbc (320 crops, 8 classes), 3-fold CV."""
+    from bloodcli.datasets import load_dataset
+    from bloodcli.evaluation import cross_validate
+    from conftest import require_shared
+
+    dataset = load_dataset(require_shared("pbc"))
+    table = api.featurize(dataset.subset(range(0, len(dataset), 10)), options=api.RunOptions(jobs=2))
+    metrics = cross_validate(table, "svm", folds=3, seed=0, jobs=2).metrics
+    assert len(metrics["labels"]) == 8 and metrics["accuracy"] > 0.85
