@@ -204,6 +204,24 @@ run_options = option_group(
 )  # fmt: skip
 
 
+def api_json(data) -> str:
+    from bloodcli.reports import to_json
+
+    return to_json(data)
+
+
+def api_jobs(jobs: int | None) -> int:
+    from bloodcli.features.extraction import resolve_jobs
+
+    return resolve_jobs(jobs)
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    from bloodcli.reports import print_metrics
+
+    print_metrics(metrics, stdout, title)
+
+
 def _report_table(table) -> None:
     log(f"{len(table)} samples, {table.values.shape[1]} features ({table.n_computed} computed, {table.n_cached} from cache)")
     _report_skipped(table.failures)
@@ -246,12 +264,6 @@ def extract(
         log(f"wrote {output}")
 
 
-def api_json(data) -> str:
-    from bloodcli.reports import to_json
-
-    return to_json(data)
-
-
 @app.command()
 @handle_errors
 @preprocessing_options
@@ -288,18 +300,6 @@ def train(
         _print_metrics(metrics, f"{model} — {metrics['protocol']}")
     elif output is None:
         log("nothing to report: pass --cv K or --test-size F for held-out metrics, or -o to save the model")
-
-
-def api_jobs(jobs: int | None) -> int:
-    from bloodcli.features.extraction import resolve_jobs
-
-    return resolve_jobs(jobs)
-
-
-def _print_metrics(metrics: dict, title: str) -> None:
-    from bloodcli.reports import print_metrics
-
-    print_metrics(metrics, stdout, title)
 
 
 @app.command()
