@@ -81,11 +81,11 @@ def featurize(
     return _extract(dataset, extractors, preprocessing, options)
 
 
-def fit_preprocessing(dataset: Dataset, preprocessing: Preprocessing, reference=None, max_images: int = 100) -> Preprocessing:
+def fit_preprocessing(dataset: Dataset, preprocessing: Preprocessing, max_images: int = 100) -> Preprocessing:
     """Fit stain/scale references on up to ``max_images`` evenly spaced images of ``dataset``."""
     step = max(1, len(dataset) // max_images)
     images = (_sample_image(s) for s in dataset.samples[::step])
-    return fit_references(preprocessing, [i for i in images if i is not None], reference)
+    return fit_references(preprocessing, [i for i in images if i is not None])
 
 
 def _sample_image(sample):

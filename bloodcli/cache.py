@@ -54,10 +54,6 @@ class FeatureCache:
         if self.root is not None:  # accept str paths from Python callers
             object.__setattr__(self, "root", Path(self.root))
 
-    @property
-    def enabled(self) -> bool:
-        return self.root is not None
-
     def entry_path(self, namespace: str, key: str) -> Path:
         return self.root / namespace / key[:2] / f"{key}.joblib"
 

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bloodcli import __version__, api
 from bloodcli.distributed import compute_backend
 from bloodcli.errors import BloodcliError, UsageError
+from bloodcli.features.extraction import resolve_jobs
 from bloodcli.preprocessing import Preprocessing
 
 app = typer.Typer(
@@ -210,12 +211,6 @@ def api_json(data) -> str:
     return to_json(data)
 
 
-def api_jobs(jobs: int | None) -> int:
-    from bloodcli.features.extraction import resolve_jobs
-
-    return resolve_jobs(jobs)
-
-
 def _print_metrics(metrics: dict, title: str) -> None:
     from bloodcli.reports import print_metrics
 
@@ -289,7 +284,7 @@ def train(
         table = api.featurize(dataset, features, preprocessing, feature_option or None, options)
     _report_table(table)
     log(f"training {model} on {len(table)} samples ({len(set(table.labels))} classes)")
-    trained, result = api.train(table, model, cv=cv, test_size=test_size, seed=seed, jobs=api_jobs(run.jobs), scheduler=run.scheduler)
+    trained, result = api.train(table, model, cv=cv, test_size=test_size, seed=seed, jobs=resolve_jobs(run.jobs), scheduler=run.scheduler)
     if output is not None:
         trained.save(output)
         log(f"wrote {output}")
@@ -548,7 +543,7 @@ def segment(
     with _progress("segmenting") as progress:
         with compute_backend(scheduler) as client:
             run = segment_files(paths, out_dir, method, params, crops=crops, voc_dir=evaluate, mask_dir=masks,
-                                jobs=api_jobs(jobs), skip_errors=skip_errors, progress=progress, executor=client)  # fmt: skip
+                                jobs=resolve_jobs(jobs), skip_errors=skip_errors, progress=progress, executor=client)  # fmt: skip
     failures = list(dataset.problems) + run.failures
     _report_skipped(failures)
     totals = {name: sum(row[name] for row in run.counts) for name in ("RBC", "WBC", "platelet")}

@@ -32,7 +32,7 @@ from bloodcli.evaluation import EvaluationResult, Split, assert_groups_disjoint,
 from bloodcli.features import EXTRACTORS, parse_feature_names, parse_feature_options
 from bloodcli.features.extraction import FeatureTable, resolve_jobs
 from bloodcli.metrics import classification_metrics
-from bloodcli.models import CLASSIFIERS, encode_labels, make_classifier
+from bloodcli.models import CLASSIFIERS, class_probabilities, encode_labels, make_classifier
 from bloodcli.preprocessing import Preprocessing
 
 #: Metrics reported per configuration as mean ± std over all folds of all repeats.
@@ -220,8 +220,7 @@ def _run_fold(model, values, labels, groups, classes, train, test, seed, tune):
     start = time.perf_counter()
     estimator, chosen = _fit(model, values[train], targets, labels[train], None if groups is None else groups[train], seed, tune)
     seconds = time.perf_counter() - start
-    probabilities = np.zeros((len(test), len(classes)))
-    probabilities[:, estimator.classes_] = estimator.predict_proba(values[test])
+    probabilities = class_probabilities(estimator, values[test], len(classes))
     return probabilities, seconds, chosen
 
 

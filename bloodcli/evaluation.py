@@ -16,7 +16,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train
 from bloodcli.errors import DatasetError, UsageError
 from bloodcli.features.extraction import FeatureTable
 from bloodcli.metrics import SUMMARY_METRICS, classification_metrics
-from bloodcli.models import encode_labels, fit_classifier
+from bloodcli.models import class_probabilities, fit_classifier
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -101,16 +101,13 @@ class EvaluationResult:
 
 def _fit_and_predict(model, values, labels, classes, train, test, seed):
     estimator = fit_classifier(model, values[train], labels[train], classes, seed, jobs=1)
-    probabilities = np.zeros((len(test), len(classes)))
-    probabilities[:, estimator.classes_] = estimator.predict_proba(values[test])
-    return probabilities
+    return class_probabilities(estimator, values[test], len(classes))
 
 
 def evaluate_splits(table: FeatureTable, model: str, splits: list[Split], seed: int = 0, jobs: int = 1, protocol: str = "") -> EvaluationResult:
     """Train on each split's training part, predict its test part, and score the predictions."""
     labels = table.labels
     classes = sorted(set(labels))
-    encode_labels(labels, classes)  # validates labels
     outputs = joblib.Parallel(n_jobs=min(jobs, len(splits)))(
         joblib.delayed(_fit_and_predict)(model, table.values, labels, classes, train, test, seed) for train, test in splits
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bloodcli.imaging import atomic_write
-from bloodcli.reports import SUMMARY_ROWS, confusion_matrix_figure
+from bloodcli.reports import SUMMARY_ROWS, confusion_matrix_figure, pyplot
 
 STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -36,26 +36,17 @@ COMPARE_COLUMNS = (
 )  # fmt: skip
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def figure_base64(figure) -> str:
     """PNG of a matplotlib figure as base64 text (the figure is closed)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    _pyplot().close(figure)
+    pyplot().close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def metric_bar_figure(results: list[dict], metric: str):
     """Bars of the mean ``metric`` per configuration with ± std error bars, best bar highlighted."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [f"{r['features']}\n{r['model']}" for r in results]
     means = [r["metrics"][metric]["mean"] or 0.0 for r in results]
     stds = [r["metrics"][metric]["std"] or 0.0 for r in results]
@@ -81,7 +72,7 @@ def roc_figure(y_true, probabilities: np.ndarray, classes: list[str], title: str
     """One-vs-rest ROC curves, one per class, with each class's AUC in the legend."""
     from sklearn.metrics import auc, roc_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     y_true = np.asarray(y_true, dtype=object)
     figure, axes = plt.subplots(figsize=(5.2, 4.6))
     for i, label in enumerate(classes):

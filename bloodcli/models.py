@@ -230,6 +230,13 @@ def encode_labels(labels, classes: list[str]) -> np.ndarray:
     return np.array([index[label] for label in labels], dtype=np.int64)
 
 
+def class_probabilities(estimator, values: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities for all ``n_classes`` encoded classes, zero for any the estimator never saw."""
+    probabilities = np.zeros((len(values), n_classes))
+    probabilities[:, estimator.classes_] = estimator.predict_proba(values)
+    return probabilities
+
+
 def fit_classifier(name: str, values: np.ndarray, labels, classes: list[str], seed: int = 0, jobs: int = 1, client=None):
     """Fit a fresh classifier on integer-encoded labels (so every backend sees the same targets).
 

@@ -136,7 +136,7 @@ def clahe(image: np.ndarray, clip_limit: float, tile_grid: int = 8) -> np.ndarra
     return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
 
-def fit_references(preprocessing: Preprocessing, images, reference=None) -> Preprocessing:
+def fit_references(preprocessing: Preprocessing, images) -> Preprocessing:
     """Fill in stain statistics and the "auto" cell diameter from training images.
 
     Parameters
@@ -144,8 +144,6 @@ def fit_references(preprocessing: Preprocessing, images, reference=None) -> Prep
     preprocessing : Preprocessing
     images : iterable of RGB uint8 arrays
         Training images (a sample of them is enough); they use no labels.
-    reference : RGB uint8 array, optional
-        One reference image for the stain statistics instead of the training images.
     """
     from dataclasses import replace
 
@@ -155,12 +153,13 @@ def fit_references(preprocessing: Preprocessing, images, reference=None) -> Prep
         return preprocessing
     method = preprocessing.stain if preprocessing.stain_target is None else None
     fit_scale = preprocessing.cell_diameter == "auto"
-    images = list(images)
-    target, _ = fit_reference([reference], method, False) if reference is not None else (None, None)
-    fitted_target, diameter = fit_reference(images, None if target is not None else method, fit_scale)
-    target = target or fitted_target or preprocessing.stain_target
+    target, diameter = fit_reference(list(images), method, fit_scale)
     if method and target is None:
         raise UsageError(f"could not fit {method} stain statistics: no stained pixels in the training images")
     if fit_scale and diameter is None:
         raise UsageError("could not fit the cell diameter: no cell found in the training images")
-    return replace(preprocessing, stain_target=target, cell_diameter=diameter if fit_scale else preprocessing.cell_diameter)
+    return replace(
+        preprocessing,
+        stain_target=target or preprocessing.stain_target,
+        cell_diameter=diameter if fit_scale else preprocessing.cell_diameter,
+    )

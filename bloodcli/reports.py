@@ -93,12 +93,19 @@ def write_confusion_csv(path: str | Path, metrics: dict) -> None:
         handle.write(buffer.getvalue())
 
 
-def confusion_matrix_figure(metrics: dict, title: str = "Confusion matrix"):
-    """A matplotlib figure of the row-normalised confusion matrix with counts."""
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_matrix_figure(metrics: dict, title: str = "Confusion matrix"):
+    """A matplotlib figure of the row-normalised confusion matrix with counts."""
+    plt = pyplot()
 
     labels = metrics["labels"]
     counts = np.asarray(metrics["confusion_matrix"], dtype=float)
@@ -119,11 +126,9 @@ def confusion_matrix_figure(metrics: dict, title: str = "Confusion matrix"):
 
 
 def save_figure(figure, path: str | Path) -> None:
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
-    plt.close(figure)
+    pyplot().close(figure)
     with atomic_write(path) as handle:
         handle.write(buffer.getvalue())
 

@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from bloodcli.errors import UsageError
+from bloodcli.features.base import disc, fill_holes, parse_like
 from bloodcli.features.shape import REGION_PROPERTIES, region_shape
 
 CLASSES = ("RBC", "WBC", "platelet")
@@ -91,22 +92,11 @@ class SegmentationParams:
             if not sep or not hasattr(defaults, name):
                 known = ", ".join(f.name for f in dataclasses.fields(cls))
                 raise UsageError(f"bad segmentation parameter {item!r} (expected NAME=VALUE; names: {known})")
-            changes[name] = _parse_like(getattr(defaults, name), value.strip(), name)
+            changes[name] = parse_like(getattr(defaults, name), value.strip(), name)
         return dataclasses.replace(defaults, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _parse_like(default, value: str, name: str):
-    try:
-        if isinstance(default, bool):
-            if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError
-            return value.lower() in ("1", "true", "yes", "on")
-        return type(default)(value)
-    except ValueError:
-        raise UsageError(f"bad value {value!r} for {name} (expected {type(default).__name__})") from None
 
 
 @dataclass(frozen=True)
@@ -195,11 +185,6 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(image, (0, 0), sigma) if sigma > 0 else image
 
 
-def _disc(radius: float) -> np.ndarray:
-    r = max(1, int(round(radius)))
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-
-
 def _hue_in(hue: np.ndarray, low: int, high: int) -> np.ndarray:
     return (hue >= low) & (hue <= high)
 
@@ -210,7 +195,7 @@ def _stained_objects(hsv: np.ndarray, p: SegmentationParams) -> tuple[np.ndarray
     area_scale = p.scale**2
     nuclear = (_hue_in(hue, p.nucleus_hue_min, p.nucleus_hue_max) & (sat >= p.nucleus_sat_min)).astype(np.uint8)
     # Closing joins the lobes of one nucleus so a segmented neutrophil counts once.
-    grouped = cv2.morphologyEx(nuclear, cv2.MORPH_CLOSE, _disc(p.nucleus_join * p.scale / 2))
+    grouped = cv2.morphologyEx(nuclear, cv2.MORPH_CLOSE, disc(p.nucleus_join * p.scale / 2))
     count, groups, stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
     stained = np.bincount(groups[nuclear > 0], minlength=count)  # nuclear pixels per group, not closed area
     wbc_seed = np.zeros(count, bool)
@@ -226,12 +211,12 @@ def _white_cells(hue: np.ndarray, sat: np.ndarray, nuclei: np.ndarray, p: Segmen
     """Whole white cells grown from their nuclei through purple cytoplasm."""
     if not nuclei.any():
         return np.zeros(nuclei.shape, np.int32)
-    reach = cv2.dilate(nuclei.astype(np.uint8), _disc(p.wbc_reach * p.scale)) > 0
+    reach = cv2.dilate(nuclei.astype(np.uint8), disc(p.wbc_reach * p.scale)) > 0
     cytoplasm = _hue_in(hue, p.cytoplasm_hue_min, p.cytoplasm_hue_max) & (sat >= p.cytoplasm_sat_min)
     body = ((cytoplasm & reach) | nuclei).astype(np.uint8)
-    body = cv2.morphologyEx(body, cv2.MORPH_OPEN, _disc(2 * p.scale * 2))  # detach touching red-cell rims
-    body = cv2.morphologyEx(body, cv2.MORPH_CLOSE, _disc(4 * p.scale * 2)) | nuclei
-    count, labels = cv2.connectedComponents(fill_holes(body), connectivity=8)
+    body = cv2.morphologyEx(body, cv2.MORPH_OPEN, disc(2 * p.scale * 2))  # detach touching red-cell rims
+    body = cv2.morphologyEx(body, cv2.MORPH_CLOSE, disc(4 * p.scale * 2)) | nuclei
+    count, labels = cv2.connectedComponents(fill_holes(body).view(np.uint8), connectivity=8)
     keep = np.zeros(count, bool)
     keep[np.unique(labels[nuclei])] = True
     keep[0] = False
@@ -255,8 +240,8 @@ def _red_cells(lightness, wbc: np.ndarray, platelets: np.ndarray, method: str, p
     background = np.percentile(lightness, p.background_percentile)
     red = lightness.astype(np.int16) <= background - p.rbc_contrast
     red = fill_holes(red) & ~wbc  # the pale centre of a red cell is part of it
-    red = cv2.morphologyEx(red.astype(np.uint8), cv2.MORPH_OPEN, _disc(p.rbc_open * p.scale))
-    red = (red | (platelets & cv2.dilate(red, _disc(1)))) > 0  # platelets on a red cell leave no hole
+    red = cv2.morphologyEx(red.astype(np.uint8), cv2.MORPH_OPEN, disc(p.rbc_open * p.scale))
+    red = (red | (platelets & cv2.dilate(red, disc(1)))) > 0  # platelets on a red cell leave no hole
     if method == "watershed":
         labels = _split_touching(red, p)
     else:
@@ -272,20 +257,10 @@ def _split_touching(mask: np.ndarray, p: SegmentationParams) -> np.ndarray:
         return np.zeros(mask.shape, np.int32)
     distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
     distance = cv2.GaussianBlur(distance, (0, 0), 1.0)
-    local_max = cv2.dilate(distance, _disc(p.peak_min_distance * p.scale)) <= distance
+    local_max = cv2.dilate(distance, disc(p.peak_min_distance * p.scale)) <= distance
     peaks = local_max & (distance >= p.peak_min_height * p.scale) & mask
-    markers = cv2.connectedComponents(cv2.dilate(peaks.astype(np.uint8), _disc(1)), connectivity=8)[1]
+    markers = cv2.connectedComponents(cv2.dilate(peaks.astype(np.uint8), disc(1)), connectivity=8)[1]
     return watershed(-distance, markers, mask=mask).astype(np.int32)
-
-
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with enclosed holes filled, as ``uint8`` 0/1 (background = reachable from the border)."""
-    padded = np.pad((mask > 0).astype(np.uint8), 1)
-    count, labels = cv2.connectedComponents(1 - padded, connectivity=4)
-    outside = np.zeros(count, bool)
-    outside[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = True
-    outside[0] = False
-    return (~outside[labels[1:-1, 1:-1]]).astype(np.uint8)
 
 
 def _drop_small(labels: np.ndarray, min_area: float, edge_min_area: float) -> np.ndarray:

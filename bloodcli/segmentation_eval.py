@@ -22,12 +22,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from bloodcli.datasets import Box, read_voc_boxes
 from bloodcli.errors import ImageReadError, InputDataError
-from bloodcli.imaging import atomic_write
+from bloodcli.imaging import atomic_write, read_image
 from bloodcli.segmentation import Segmentation
 
 #: VOC class name of each segmentation class.
@@ -212,10 +211,7 @@ def _first_existing(paths: list[Path]) -> Path | None:
 
 
 def _read_mask(path: Path) -> np.ndarray:
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise InputDataError(f"{path}: unreadable mask image")
-    return mask > 127
+    return read_image(path)[..., 0] > 127  # any format/bit depth; errors name the file
 
 
 # --- Batch runs: segment files, write outputs, score -------------------------------------------
@@ -357,8 +353,8 @@ def _segment_and_write(path, data, name, out_dir, method, params, crops, voc_dir
         rgb = decode_image(data, path)
         seg = segment_image(rgb, method, params)
         score = score_image(seg, str(path), *find_truth(path, voc_dir, mask_dir)) if evaluate else None
-    except ImageReadError as exc:
-        return _ImageResult(str(path), {}, [], failure=exc.cause)
+    except ImageReadError as exc:  # the image itself, or its truth mask (then named in the cause)
+        return _ImageResult(str(path), {}, [], failure=exc.cause if exc.path == str(path) else str(exc))
     except (InputDataError, OSError) as exc:
         return _ImageResult(str(path), {}, [], failure=str(exc).removeprefix(f"{path}: "))
     write_image(out_dir / "labels" / f"{name}.png", seg.labels)

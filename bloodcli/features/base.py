@@ -120,7 +120,7 @@ def segment_single_cell(rgb: np.ndarray, saturation: np.ndarray, reach: float = 
     height, width = saturation.shape
     threshold = otsu_threshold(saturation)
     nuclear = (saturation > max(threshold, 15)).astype(np.uint8)
-    nuclear = cv2.morphologyEx(nuclear, cv2.MORPH_OPEN, _disc(1))
+    nuclear = cv2.morphologyEx(nuclear, cv2.MORPH_OPEN, disc(1))
     radius = max(1, int(round(reach * max(height, width))))
     # Dilation by a disc == distance to the nearest nuclear pixel <= radius (faster for large radii).
     distance = cv2.distanceTransform(1 - nuclear, cv2.DIST_L2, cv2.DIST_MASK_3)
@@ -136,14 +136,16 @@ def segment_single_cell(rgb: np.ndarray, saturation: np.ndarray, reach: float = 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill background regions not connected to the image border (OpenCV flood fill)."""
-    padded = np.pad(mask.view(np.uint8), 1)
+    padded = np.pad((mask > 0).view(np.uint8), 1)
     outside = padded.copy()
     cv2.floodFill(outside, None, (0, 0), 1)
     return (padded | (1 - outside)).astype(bool)[1:-1, 1:-1]
 
 
-def _disc(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+def disc(radius: float) -> np.ndarray:
+    """Elliptical structuring element of the given radius (rounded, at least 1 pixel)."""
+    r = max(1, int(round(radius)))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
 def _central_component(mask: np.ndarray, min_fraction: float = 0.002) -> np.ndarray | None:
@@ -181,7 +183,7 @@ class FeatureExtractor:
                 f"unknown option(s) for feature '{self.name}': {', '.join(sorted(unknown))} "
                 f"(known: {', '.join(self.defaults) or 'none'})"
             )
-        self.params = {**self.defaults, **{k: _coerce(self.defaults[k], v) for k, v in params.items()}}
+        self.params = {**self.defaults, **{k: parse_like(self.defaults[k], v, f"{self.name}.{k}") for k, v in params.items()}}
         self.validate()
 
     def validate(self) -> None:
@@ -211,12 +213,14 @@ class FeatureExtractor:
         return f"{type(self).__name__}({self.params})"
 
 
-def _coerce(default, value):
-    """Convert a command-line string to the type of the default value."""
+def parse_like(default, value, name: str = "value"):
+    """Convert a command-line string to the type of ``default`` (lists: comma-separated)."""
     if not isinstance(value, str):
         return list(value) if isinstance(default, (list, tuple)) else value
     try:
         if isinstance(default, bool):
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError
             return value.lower() in ("1", "true", "yes", "on")
         if isinstance(default, int):
             return int(value)
@@ -226,5 +230,5 @@ def _coerce(default, value):
             item_type = type(default[0]) if default else float
             return [item_type(v) for v in value.replace(";", ",").split(",") if v.strip()]
     except ValueError:
-        raise UsageError(f"bad value {value!r} (expected {type(default).__name__})") from None
+        raise UsageError(f"bad value {value!r} for {name} (expected {type(default).__name__})") from None
     return value

@@ -256,7 +256,8 @@ def extract_features(
             advance()
     for extractor in batched:
         todo = [i for i in range(n) if i not in errors]
-        for index, result in _run_batched(dataset.samples, todo, extractor, preprocessing, cache, batch_size):
+        batches = _run_batched(dataset.samples, todo, keys, extractor, preprocessing, cache, batch_size)
+        for index, result in batches:
             record(index, result, [extractor])
             advance()
     kept = [i for i in range(n) if i not in errors]
@@ -321,19 +322,27 @@ def in_order(submit, items, ahead: int):
         yield current
 
 
-def _run_batched(samples, todo, extractor, preprocessing, cache, batch_size) -> Iterator[tuple[int, _SampleResult]]:
-    """Batches of decoded images for a CNN; decoding of the next batch overlaps inference."""
+def _run_batched(samples, todo, keys, extractor, preprocessing, cache, batch_size) -> Iterator[tuple[int, _SampleResult]]:
+    """Batches of decoded images for a CNN; decoding of the next batch overlaps inference.
+
+    ``keys`` holds the cache keys an earlier pass already computed (None where not), so a cache
+    hit there needs no file read at all.
+    """
     namespace = _namespace(extractor, preprocessing)
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
 
     def load(index: int):
         sample = samples[index]
         try:
-            data = read_bytes(sample.path)
-            key = sample_key(data, sample)
+            data, key = None, keys[index]
+            if key is None:
+                data = read_bytes(sample.path)
+                key = sample_key(data, sample)
             cached = cache.get(namespace, key)
-            image = None if cached is not None else extractor.prepare(load_sample_image(data, sample, preprocessing))
-            return index, key, cached, image, None
+            if cached is not None:
+                return index, key, cached, None, None
+            data = data if data is not None else read_bytes(sample.path)
+            return index, key, None, extractor.prepare(load_sample_image(data, sample, preprocessing)), None
         except ImageReadError as exc:
             return index, None, None, None, exc.cause
 
