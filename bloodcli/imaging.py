@@ -160,6 +160,15 @@ def _scale_to_uint8(array: np.ndarray) -> np.ndarray:
     raise ImageReadError("<array>", f"unsupported pixel type {array.dtype}")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True):
     """Write to a temporary file beside ``path`` and rename it into place on success.
@@ -172,6 +181,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as handle:
             yield handle
             handle.flush()

@@ -73,6 +73,8 @@ class SegmentationParams:
     rbc_edge_min_area: int = 6000  # red cells cut by the image edge count only when this much shows
     peak_min_distance: int = 22  # watershed seeds: distance-transform peaks this far apart
     peak_min_height: float = 12.0  # ... at least this deep inside the cell (pixels)
+    rbc_typical_area: int = 7000  # area of one red cell; 0 turns clump splitting off
+    rbc_clump_factor: float = 2.0  # a watershed region this many red cells large is a clump
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.scale <= 1.0:
@@ -246,7 +248,10 @@ def _red_cells(lightness, wbc: np.ndarray, platelets: np.ndarray, method: str, p
         labels = _split_touching(red, p)
     else:
         labels = cv2.connectedComponents(red.astype(np.uint8), connectivity=8)[1]
-    return _drop_small(labels, p.rbc_min_area * p.scale**2, p.rbc_edge_min_area * p.scale**2)
+    labels = _drop_small(labels, p.rbc_min_area * p.scale**2, p.rbc_edge_min_area * p.scale**2)
+    if method == "watershed" and p.rbc_typical_area > 0:
+        labels = _split_clumps(labels, p.rbc_typical_area * p.scale**2, p.rbc_clump_factor)
+    return labels
 
 
 def _split_touching(mask: np.ndarray, p: SegmentationParams) -> np.ndarray:
@@ -261,6 +266,32 @@ def _split_touching(mask: np.ndarray, p: SegmentationParams) -> np.ndarray:
     peaks = local_max & (distance >= p.peak_min_height * p.scale) & mask
     markers = cv2.connectedComponents(cv2.dilate(peaks.astype(np.uint8), disc(1)), connectivity=8)[1]
     return watershed(-distance, markers, mask=mask).astype(np.int32)
+
+
+def _split_clumps(labels: np.ndarray, typical_area: float, factor: float) -> np.ndarray:
+    """Cut regions of at least ``factor`` red cells' area into round(area / typical_area) parts.
+
+    Heavily overlapping red cells leave no distance-transform valley between them, so the
+    watershed keeps a clump whole; k-means on the pixel coordinates cuts it into compact,
+    cell-sized parts, which restores the count (the cut lines are approximate).
+    """
+    out = labels.copy()
+    next_id = int(labels.max()) + 1
+    for index, slices in enumerate(ndi.find_objects(labels), start=1):
+        if slices is None:
+            continue
+        ys, xs = np.nonzero(labels[slices] == index)
+        parts = round(len(ys) / typical_area)
+        if len(ys) < factor * typical_area or parts < 2:
+            continue
+        points = np.column_stack([xs, ys]).astype(np.float32)
+        criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+        cv2.setRNGSeed(index)  # deterministic cuts
+        _, assignment, _ = cv2.kmeans(points, parts, None, criteria, 3, cv2.KMEANS_PP_CENTERS)
+        new_ids = np.where(assignment.ravel() == 0, index, next_id + assignment.ravel() - 1)
+        out[slices][ys, xs] = new_ids
+        next_id += parts - 1
+    return out
 
 
 def _drop_small(labels: np.ndarray, min_area: float, edge_min_area: float) -> np.ndarray:

@@ -91,3 +91,15 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     with atomic_write(target, "w") as handle:
         handle.write("new")
     assert target.read_text() == "new"
+
+
+def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
+    import os
+
+    from bloodcli.imaging import _UMASK
+
+    with atomic_write(tmp_path / "result.csv", "w") as handle:
+        handle.write("a,b\n")
+    plain = tmp_path / "plain.csv"
+    plain.write_text("a,b\n")  # what open() would have made under the same umask
+    assert os.stat(tmp_path / "result.csv").st_mode & 0o777 == os.stat(plain).st_mode & 0o777 == 0o666 & ~_UMASK
