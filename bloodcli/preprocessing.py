@@ -20,6 +20,9 @@ class Preprocessing:
 
     Parameters
     ----------
+    cell_frame : float or None
+        Crop a square of this many cell diameters around the central cell (e.g. 1.5), so
+        datasets cropped tightly and loosely frame the cell alike.
     stain : {"reinhard", "macenko"} or None
         Stain normalisation towards ``stain_target`` (see :mod:`bloodcli.stain`).
     stain_target : tuple of float or None
@@ -39,6 +42,7 @@ class Preprocessing:
         Replace colour by luminance (the result keeps three identical channels).
     """
 
+    cell_frame: float | None = None
     stain: str | None = None
     stain_target: tuple[float, ...] | None = None
     cell_diameter: float | str | None = None
@@ -62,6 +66,8 @@ class Preprocessing:
                 raise UsageError(f"--cell-diameter must be 'auto' or a number, got {self.cell_diameter!r}") from None
             if self.cell_diameter <= 0:
                 raise UsageError("--cell-diameter must be positive")
+        if self.cell_frame is not None and not 1.0 <= float(self.cell_frame) <= 10.0:
+            raise UsageError(f"--cell-frame must be between 1 and 10 cell diameters, got {self.cell_frame}")
         if self.resize is not None and self.resize < 8:
             raise UsageError(f"--resize must be at least 8 pixels, got {self.resize}")
         if self.gaussian_sigma < 0:
@@ -91,6 +97,10 @@ class Preprocessing:
     def apply(self, rgb: np.ndarray) -> np.ndarray:
         """Return the preprocessed RGB ``uint8`` image (the input is not modified)."""
         image = rgb
+        if self.cell_frame:
+            from bloodcli.stain import frame_cell
+
+            image = frame_cell(image, float(self.cell_frame))
         if self.stain is not None:
             if self.stain_target is None:
                 raise UsageError("stain normalisation needs a reference: fit it on training images first")
@@ -153,6 +163,10 @@ def fit_references(preprocessing: Preprocessing, images) -> Preprocessing:
         return preprocessing
     method = preprocessing.stain if preprocessing.stain_target is None else None
     fit_scale = preprocessing.cell_diameter == "auto"
+    if preprocessing.cell_frame:  # references describe the images as the extractors will see them
+        from bloodcli.stain import frame_cell
+
+        images = (frame_cell(image, float(preprocessing.cell_frame)) for image in images)
     target, diameter = fit_reference(list(images), method, fit_scale)
     if method and target is None:
         raise UsageError(f"could not fit {method} stain statistics: no stained pixels in the training images")

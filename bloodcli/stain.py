@@ -6,6 +6,8 @@
   rebuild it with the reference stain vectors and stain-concentration maxima.
 - Cell scale: resize so the central cell's equivalent diameter matches a reference, so
   magnification differences do not masquerade as morphology.
+- Cell framing: crop a square of a fixed number of cell diameters around the central cell, so
+  a tight box crop from one lab and a wide field from another show the cell alike.
 
 References are plain tuples of floats, fitted on training images (:func:`fit_reference`) or one
 reference image, and stored in the preprocessing settings of features and models.
@@ -110,12 +112,54 @@ def normalise_stain(rgb: np.ndarray, method: str, target: tuple[float, ...]) -> 
         return rgb
 
 
-def cell_diameter(rgb: np.ndarray) -> float:
-    """Equivalent diameter in pixels of the cell nearest the image centre (0 if none)."""
+def _central_cell(rgb: np.ndarray) -> np.ndarray:
     from bloodcli.features.base import segment_single_cell
 
-    cell, _ = segment_single_cell(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1])
-    return float(np.sqrt(4.0 * cell.sum() / np.pi))
+    return segment_single_cell(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1])[0]
+
+
+def cell_diameter(rgb: np.ndarray) -> float:
+    """Equivalent diameter in pixels of the cell nearest the image centre (0 if none)."""
+    return float(np.sqrt(4.0 * _central_cell(rgb).sum() / np.pi))
+
+
+def frame_cell(rgb: np.ndarray, diameters: float) -> np.ndarray:
+    """Square crop of side ``diameters`` x the central cell's diameter, centred on that cell.
+
+    The cell is measured twice: once in the given image, then again in that first frame, whose
+    size relative to the cell is fixed, so a tight box crop and a wide field of the same cell
+    end up framed alike. Where the square leaves the image, the border pixels are mirrored (no
+    flat background for a CNN to pick up). An image without a cell is returned unchanged.
+    """
+    found = _centre_and_radius(rgb)
+    if found is None:
+        return rgb
+    (cy, cx), radius = found
+    first = _square(rgb, cy, cx, max(4, round(diameters * radius)))
+    refined = _centre_and_radius(first)
+    if refined is not None:
+        half = len(first) // 2
+        (fy, fx), radius = refined
+        cy, cx = cy + fy - half, cx + fx - half
+    return _square(rgb, cy, cx, max(4, round(diameters * radius)))
+
+
+def _centre_and_radius(rgb: np.ndarray) -> tuple[tuple[int, int], float] | None:
+    cell = _central_cell(rgb)
+    area = int(cell.sum())
+    if area == 0:
+        return None
+    ys, xs = np.nonzero(cell)
+    return (round(ys.mean()), round(xs.mean())), float(np.sqrt(area / np.pi))
+
+
+def _square(rgb: np.ndarray, cy: int, cx: int, half: int) -> np.ndarray:
+    """The square ``[cy - half, cy + half) x [cx - half, cx + half)``, mirrored beyond the edges."""
+    pad = max(0, half - cy, half - cx, cy + half - rgb.shape[0], cx + half - rgb.shape[1])
+    if pad:
+        mirror = cv2.BORDER_REFLECT_101 if pad < min(rgb.shape[:2]) else cv2.BORDER_REPLICATE
+        rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, mirror)
+    return np.ascontiguousarray(rgb[cy + pad - half : cy + pad + half, cx + pad - half : cx + pad + half])
 
 
 def rescale_to_cell_diameter(rgb: np.ndarray, target: float, limits=(0.25, 4.0)) -> np.ndarray:

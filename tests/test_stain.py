@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 from bloodcli.cli import app
 from bloodcli.imaging import read_image
 from bloodcli.preprocessing import Preprocessing, fit_references
-from bloodcli.stain import _stained, cell_diameter, macenko_statistics, normalise_stain, reinhard_statistics, rescale_to_cell_diameter
+from bloodcli.stain import (
+    _central_cell, _stained, cell_diameter, frame_cell, macenko_statistics, normalise_stain, reinhard_statistics, rescale_to_cell_diameter,
+)  # fmt: skip
 from conftest import SAMPLE
 
 REFERENCE = SAMPLE / "pbc" / "neutrophil" / "BNE_225075.jpg"
@@ -57,6 +59,23 @@ def test_cell_rescaled_to_target_diameter():
     enlarged = cv2.resize(image, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_LINEAR)
     assert cell_diameter(enlarged) == pytest.approx(1.5 * original, rel=0.1)
     assert cell_diameter(rescale_to_cell_diameter(enlarged, original)) == pytest.approx(original, rel=0.1)
+
+
+def test_tight_and_loose_crops_are_framed_alike():
+    image = read_image(REFERENCE)  # a wide field: the cell fills about a third of it
+    diameter = cell_diameter(image)
+    framed = frame_cell(image, 1.5)
+    assert framed.shape[0] == framed.shape[1] == pytest.approx(1.5 * cell_diameter(framed), rel=0.05)  # a fixed point
+    ys, xs = np.nonzero(_central_cell(framed))
+    assert abs(ys.mean() - framed.shape[0] / 2) < 0.1 * diameter and abs(xs.mean() - framed.shape[1] / 2) < 0.1 * diameter
+    # A tight, off-centre crop (as a box annotation gives) needs mirrored borders but frames the same cell alike.
+    cy, cx = np.argwhere(_central_cell(image)).mean(axis=0).astype(int)
+    r = int(0.6 * diameter)
+    tight = frame_cell(image[cy - r : cy + r + 10, cx - r - 5 : cx + r], 1.5)
+    assert tight.shape[0] == pytest.approx(framed.shape[0], rel=0.05)
+    masks = [cv2.resize(_central_cell(f).astype(np.uint8), (64, 64), interpolation=cv2.INTER_NEAREST) > 0 for f in (tight, framed)]
+    assert (masks[0] & masks[1]).sum() / (masks[0] | masks[1]).sum() > 0.6  # the cell sits alike in both frames
+    assert frame_cell(np.full((40, 50, 3), 230, np.uint8), 1.5).shape == (40, 50, 3)  # no cell: unchanged
 
 
 def test_fitting_fills_references_and_refuses_unfitted_use():
