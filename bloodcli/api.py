@@ -6,6 +6,7 @@ Examples
 >>> table = api.featurize("sample_data/pbc", "glcm,shape,color")          # doctest: +SKIP
 >>> model, result = api.train(table, "svm", cv=5)                          # doctest: +SKIP
 >>> api.evaluate(model, api.featurize_for_model(model, "other_lab/"))     # doctest: +SKIP
+>>> run = api.train_and_test("pbc/", "other_lab/", augmentation=Augmentation(copies=4))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from bloodcli.augmentation import Augmentation
 from bloodcli.cache import FeatureCache, default_cache_dir
 from bloodcli.datasets import Dataset, crop, load_dataset, load_inputs
 from bloodcli.distributed import compute_backend
@@ -66,10 +68,18 @@ def featurize(
     preprocessing: Preprocessing = Preprocessing(),
     feature_options=None,
     options: RunOptions | None = None,
+    augmentation: Augmentation | None = None,
 ) -> FeatureTable:
-    """Features of a dataset (path or :class:`Dataset`), or a saved features file as it is."""
+    """Features of a dataset (path or :class:`Dataset`), or a saved features file as it is.
+
+    With an enabled ``augmentation``, the table also holds the features of each image's augmented
+    copies (``FeatureTable.augmented``); stain and scale references are fitted on the originals.
+    """
     options = options or RunOptions()
+    augmentation = augmentation if augmentation is not None and augmentation.enabled else None
     if not isinstance(source, Dataset) and is_features_file(source):
+        if augmentation is not None:
+            raise UsageError(f"--augment needs images, but {source} is a features file")
         return FeatureTable.load(source)
     if options.weights is not None:
         feature_options = deep.weights_options(parse_feature_names(features), _options_dict(feature_options), options.weights)
@@ -78,7 +88,7 @@ def featurize(
     dataset = source if isinstance(source, Dataset) else load_dataset(source, skip_errors=options.skip_errors)
     if preprocessing.needs_fitting:
         preprocessing = fit_preprocessing(dataset, preprocessing)
-    return _extract(dataset, extractors, preprocessing, options)
+    return _extract(dataset, extractors, preprocessing, options, augmentation)
 
 
 def fit_preprocessing(dataset: Dataset, preprocessing: Preprocessing, max_images: int = 100) -> Preprocessing:
@@ -95,10 +105,11 @@ def _sample_image(sample):
         return None
 
 
-def _extract(dataset: Dataset, extractors, preprocessing: Preprocessing, options: RunOptions) -> FeatureTable:
+def _extract(dataset: Dataset, extractors, preprocessing: Preprocessing, options: RunOptions, augmentation=None) -> FeatureTable:
     """Run the extraction facade locally or, with a scheduler, on Dask workers."""
     with compute_backend(options.scheduler) as client:
-        return extract_features(dataset, extractors, preprocessing, executor=client, **options.extraction_kwargs())
+        return extract_features(dataset, extractors, preprocessing, executor=client, augmentation=augmentation,
+                                **options.extraction_kwargs())  # fmt: skip
 
 
 def _options_dict(feature_options) -> dict:
@@ -135,8 +146,10 @@ def train(
     """Fit on all rows; with ``cv`` or ``test_size`` also report held-out metrics first.
 
     The held-out metrics come from models fitted without the test rows; the returned model is
-    fitted on every row and stores those metrics as its provenance. With a Dask ``scheduler``,
-    joblib-parallel work (folds, forests) runs on the cluster and XGBoost trains with xgboost.dask.
+    fitted on every row and stores those metrics as its provenance. Augmented copies in the table
+    join only the training parts of their originals, and all of them the final fit. With a Dask
+    ``scheduler``, joblib-parallel work (folds, forests) runs on the cluster and XGBoost trains
+    with xgboost.dask.
     """
     Dataset(table.samples, "training data", "").require_classes(2)
     result = None
@@ -209,8 +222,40 @@ def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, s
     seen = set(model.training_keys)
     metrics["n_seen_in_training"] = sum(1 for key in table.content_keys if key in seen)
     metrics["classes_unknown_to_model"] = unknown
+    metrics["n_unknown_class"] = int(np.isin(truth, unknown).sum())
     metrics["skipped"] = [{"path": p, "reason": r} for p, r in table.failures]
     return metrics
+
+
+@dataclass
+class TrainTestRun:
+    """A model trained on one dataset and scored on another (:func:`train_and_test`)."""
+
+    model: TrainedModel
+    train: FeatureTable
+    test: FeatureTable
+    metrics: dict
+
+
+def train_and_test(
+    train_source, test_source, features: str | Sequence[str] = "glcm,shape,color", model: str = "svm",
+    preprocessing: Preprocessing = Preprocessing(), feature_options=None, options: RunOptions | None = None, *,
+    augmentation: Augmentation | None = None, label_map: Mapping[str, str] | None = None, seed: int = 0, jobs: int = 1,
+) -> TrainTestRun:  # fmt: skip
+    """Fit on every sample of ``train_source`` (and its augmented copies), score on ``test_source``.
+
+    Stain and scale references are fitted on the training images only, and the test features are
+    computed exactly as the model's (:func:`featurize_for_model`): nothing of the test set reaches
+    fitting. Test labels are aligned to the training classes as in :func:`evaluate`.
+    """
+    options = options or RunOptions()
+    table = featurize(train_source, features, preprocessing, feature_options, options, augmentation)
+    trained, _ = train(table, model, seed=seed, jobs=jobs, scheduler=options.scheduler)
+    test = featurize_for_model(trained, test_source, options)
+    metrics = evaluate(trained, test, label_map)
+    copies = f" + {len(table.augmented)} augmented copies" if table.augmented is not None else ""
+    metrics["protocol"] = f"trained on {train_source} ({len(table)} samples{copies}); scored on the test set {test_source}"
+    return TrainTestRun(trained, table, test, metrics)
 
 
 def dataset_info(source: str | Path, skip_errors: bool = True, check_images: bool = True) -> dict:

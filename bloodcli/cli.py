@@ -22,8 +22,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bloodcli import __version__, api
+from bloodcli.augmentation import Augmentation
 from bloodcli.distributed import compute_backend
 from bloodcli.errors import BloodcliError, UsageError
+from bloodcli.features import DEFAULT_FEATURES
 from bloodcli.features.extraction import resolve_jobs
 from bloodcli.preprocessing import Preprocessing
 
@@ -122,6 +124,11 @@ CellDiameterOpt = Annotated[
     Optional[str],
     typer.Option("--cell-diameter", help="Rescale each cell to this diameter in pixels, or 'auto' (training median)."),
 ]
+CellFrameOpt = Annotated[
+    Optional[float],
+    typer.Option("--cell-frame", help="Crop a square of N cell diameters around the central cell first (e.g. 1.5): "
+                 "tight and loose crops from different labs then frame the cell alike."),
+]  # fmt: skip
 CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Feature cache folder [default: $BLOODCLI_CACHE_DIR or ~/.cache/bloodcli].")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")]
 JobsOpt = Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes [default: all cores].")]
@@ -135,6 +142,15 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="Where deep extractors 
 SchedulerOpt = Annotated[
     Optional[str],
     typer.Option("--scheduler", help="Run on Dask: scheduler address (tcp://host:8786) or 'local' [default: $DASK_SCHEDULER_ADDRESS]."),
+]
+AugmentOpt = Annotated[
+    Optional[str],
+    typer.Option("--augment", help="Also fit on augmented copies of the training images, KEY=VALUE,... of "
+                 f"{', '.join(f'{k}={v}' for k, v in Augmentation().to_dict().items())} (copies: per image; hed, "
+                 "brightness, contrast, scale: jitter strengths; blur: max sigma px). Scored samples are never augmented."),
+]  # fmt: skip
+LabelMapOpt = Annotated[
+    Optional[str], typer.Option("--label-map", help="Rename dataset labels to training classes: A=a,B=b (case is ignored anyway).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed for splits and models.")]
@@ -180,8 +196,8 @@ def option_group(target: str, build, **options):
     return decorator
 
 
-def _preprocessing(stain, cell_diameter, resize, gaussian, median, clahe, grayscale) -> Preprocessing:
-    return Preprocessing(stain=stain, cell_diameter=cell_diameter, resize=resize, gaussian_sigma=gaussian,
+def _preprocessing(cell_frame, stain, cell_diameter, resize, gaussian, median, clahe, grayscale) -> Preprocessing:
+    return Preprocessing(cell_frame=cell_frame, stain=stain, cell_diameter=cell_diameter, resize=resize, gaussian_sigma=gaussian,
                          median_size=median, clahe_clip=clahe, grayscale=grayscale)  # fmt: skip
 
 
@@ -193,7 +209,7 @@ def _run_options(cache_dir, no_cache, jobs, batch_size, weights, device, schedul
 #: --resize, --gaussian, ... as one Preprocessing argument named ``preprocessing``.
 preprocessing_options = option_group(
     "preprocessing", _preprocessing,
-    stain=(StainOpt, None), cell_diameter=(CellDiameterOpt, None), resize=(ResizeOpt, None),
+    cell_frame=(CellFrameOpt, None), stain=(StainOpt, None), cell_diameter=(CellDiameterOpt, None), resize=(ResizeOpt, None),
     gaussian=(GaussianOpt, 0.0), median=(MedianOpt, 0), clahe=(ClaheOpt, 0.0), grayscale=(GrayOpt, False),
 )  # fmt: skip
 #: --cache-dir, --jobs, --weights, ... as one api.RunOptions argument named ``run``.
@@ -217,9 +233,23 @@ def _print_metrics(metrics: dict, title: str) -> None:
     print_metrics(metrics, stdout, title)
 
 
+def _augmentation(spec: str | None) -> Augmentation | None:
+    """Parse --augment; warn when it adds nothing."""
+    augmentation = None if spec is None else Augmentation.from_string(spec)
+    if augmentation is not None and not augmentation.enabled:
+        stderr.print("[yellow]warning:[/] --augment adds no copies without copies=N (N >= 1)")
+    return augmentation
+
+
 def _report_table(table) -> None:
     log(f"{len(table)} samples, {table.values.shape[1]} features ({table.n_computed} computed, {table.n_cached} from cache)")
+    if table.augmented is not None:
+        _report_augmented(table.augmented)
     _report_skipped(table.failures)
+
+
+def _report_augmented(augmented) -> None:
+    log(f"added {len(augmented)} augmented training rows: {augmented.augmentation.describe()}")
 
 
 def _report_skipped(failures) -> None:
@@ -271,6 +301,7 @@ def train(
     feature_option: FeatureOptionOpt = None,
     cv: Annotated[Optional[int], typer.Option("--cv", help="Report K-fold cross-validated metrics first.")] = None,
     test_size: Annotated[Optional[float], typer.Option("--test-size", help="Report metrics on a held-out fraction first.")] = None,
+    augment: AugmentOpt = None,
     seed: SeedOpt = 0,
     json_output: JsonOpt = False,
     preprocessing: Preprocessing = Preprocessing(),
@@ -279,9 +310,10 @@ def train(
     """Train a classifier; with --cv or --test-size, print held-out metrics."""
     if cv and test_size:
         raise UsageError("use either --cv or --test-size, not both")
+    augmentation = _augmentation(augment)
     with _progress("extracting") as progress:
         options = replace(run, progress=progress)
-        table = api.featurize(dataset, features, preprocessing, feature_option or None, options)
+        table = api.featurize(dataset, features, preprocessing, feature_option or None, options, augmentation)
     _report_table(table)
     log(f"training {model} on {len(table)} samples ({len(set(table.labels))} classes)")
     trained, result = api.train(table, model, cv=cv, test_size=test_size, seed=seed, jobs=resolve_jobs(run.jobs), scheduler=run.scheduler)
@@ -327,44 +359,90 @@ def predict(
 
 @app.command()
 @handle_errors
+@preprocessing_options
 @run_options
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="Model file from 'bloodcli train'.")],
-    dataset: Annotated[str, typer.Argument(help="Labelled dataset (folder, CSV, VOC) or features .joblib file.")],
+    source: Annotated[str, typer.Argument(metavar="MODEL|TRAIN_DATASET", help="Model file from 'bloodcli train'; with --test, a training dataset.")],
+    dataset: Annotated[Optional[str], typer.Argument(metavar="DATASET", show_default=False, help="Labelled dataset (folder, CSV, VOC) or features .joblib file to score MODEL on.")] = None,
+    test: Annotated[Optional[str], typer.Option("--test", help="Train on TRAIN_DATASET, then score on this labelled dataset.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="With --test: svm (default), rf, logreg or xgboost.")] = None,
+    features: Annotated[Optional[str], typer.Option("--features", "-f", help="With --test: extractors, comma-separated (default glcm,shape,color).")] = None,
+    feature_option: FeatureOptionOpt = None,
+    augment: AugmentOpt = None,
+    seed: SeedOpt = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write metrics.json, confusion_matrix.csv/.png, report.html here.")] = None,
-    label_map: Annotated[
-        Optional[str], typer.Option("--label-map", help="Rename dataset labels to model classes: A=a,B=b (case is ignored anyway).")
-    ] = None,
+    label_map: LabelMapOpt = None,
     json_output: JsonOpt = False,
+    preprocessing: Preprocessing = Preprocessing(),
     run: api.RunOptions = api.RunOptions(),
 ) -> None:
-    """Score a trained model on a labelled dataset."""
-    from bloodcli.models import TrainedModel
-    from bloodcli.reports import write_evaluation_outputs
+    """Score a model on a labelled dataset.
 
-    trained = TrainedModel.load(model)
+    evaluate MODEL DATASET: score a saved model.
+
+    evaluate TRAIN_DATASET --test DATASET: train on TRAIN_DATASET (-m, -f, -F, preprocessing options, --augment, --seed),
+    then score on DATASET, whose features are computed as the training set's.
+    """
+    training = {"--model": model, "--features": features, "--feature-option": feature_option, "--augment": augment,
+                "preprocessing options": preprocessing != Preprocessing()}  # fmt: skip
+    _check_evaluate_form(dataset, test, [name for name, value in training.items() if value])
+    labels = api.parse_label_map(label_map)
     with _progress("extracting") as progress:
         options = replace(run, progress=progress)
-        table = api.featurize_for_model(trained, dataset, options)
+        if test is None:
+            metrics, title = _evaluate_saved(Path(source), dataset, options, labels)
+        else:
+            outcome = api.train_and_test(
+                source, test, features or DEFAULT_FEATURES, model or "svm", preprocessing, feature_option or None, options,
+                augmentation=_augmentation(augment), label_map=labels, seed=seed, jobs=resolve_jobs(run.jobs),
+            )  # fmt: skip
+            _report_table(outcome.train)
+            _report_table(outcome.test)
+            metrics, title = outcome.metrics, f"{outcome.model.name} trained on {source}, scored on {test}"
+    _report_evaluation(metrics, title, out_dir, json_output)
+
+
+def _check_evaluate_form(dataset: str | None, test: str | None, training_options: list[str]) -> None:
+    if test is not None and dataset is not None:
+        raise UsageError("with --test, give only the training dataset: evaluate TRAIN_DATASET --test DATASET")
+    if test is None and dataset is None:
+        raise UsageError("missing DATASET: evaluate MODEL DATASET, or evaluate TRAIN_DATASET --test DATASET")
+    if test is None and training_options:
+        raise UsageError(f"{', '.join(training_options)} only apply with --test (a saved model keeps its own settings)")
+
+
+def _evaluate_saved(model: Path, dataset: str, options: api.RunOptions, label_map: dict) -> tuple[dict, str]:
+    from bloodcli.models import TrainedModel
+
+    trained = TrainedModel.load(model)
+    table = api.featurize_for_model(trained, dataset, options)
     _report_table(table)
-    metrics = api.evaluate(trained, table, api.parse_label_map(label_map))
+    return api.evaluate(trained, table, label_map), f"{model.name} on {dataset}"
+
+
+def _report_evaluation(metrics: dict, title: str, out_dir: Path | None, json_output: bool) -> None:
+    """Warnings on stderr, then the outputs of 'evaluate'."""
+    from bloodcli.reports import write_evaluation_outputs
+
     seen = metrics["n_seen_in_training"]
     if seen:
         stderr.print(
             f"[bold yellow]warning:[/] {seen} of {metrics['n_samples']} samples were used to train this model: "
             "these metrics are not held-out estimates"
         )
+    if metrics["n_unknown_class"]:
+        stderr.print(f"[yellow]warning:[/] {metrics['n_unknown_class']} sample(s) have labels the model does not know "
+                     f"({', '.join(metrics['classes_unknown_to_model'])}); they count as errors", highlight=False)  # fmt: skip
     if out_dir is not None:
         from bloodcli.html_report import evaluation_html, write_html
 
-        write_html(out_dir / "report.html", evaluation_html(metrics, f"bloodcli evaluate: {model.name} on {dataset}"))
+        write_html(out_dir / "report.html", evaluation_html(metrics, f"bloodcli evaluate: {title}"))
         for path in [*write_evaluation_outputs(out_dir, metrics), out_dir / "report.html"]:
             log(f"wrote {path}")
     if json_output:
         print(api_json(metrics))
     else:
-        title = "Evaluation" + (" (includes TRAINING samples)" if seen else " (held-out)")
-        _print_metrics(metrics, title)
+        _print_metrics(metrics, "Evaluation" + (" (includes TRAINING samples)" if seen else " (held-out)"))
 
 
 @app.command()
@@ -384,6 +462,9 @@ def compare(
     repeats: Annotated[int, typer.Option("--repeats", help="Cross-validation rounds (round r uses seed + r).")] = 3,
     metric: Annotated[str, typer.Option("--metric", help="Metric that picks the best and is tested (balanced_accuracy, accuracy, f1_macro, ...).")] = "balanced_accuracy",
     tune: Annotated[bool, typer.Option("--tune", help="Tune hyper-parameters by inner CV on each training part (nested CV; slower).")] = False,
+    test: Annotated[Optional[str], typer.Option("--test", help="Labelled test set: fit every configuration on all of DATASET and score it once here (no CV).")] = None,
+    label_map: LabelMapOpt = None,
+    augment: AugmentOpt = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write results.csv, results.json and report.html here.")] = None,
     seed: SeedOpt = 0,
     feature_option: FeatureOptionOpt = None,
@@ -391,17 +472,23 @@ def compare(
     preprocessing: Preprocessing = Preprocessing(),
     run: api.RunOptions = api.RunOptions(),
 ) -> None:
-    """Compare feature sets (classical, deep, fused) across classifiers on the same repeated CV folds."""
+    """Compare feature sets (classical, deep, fused) across classifiers on the same repeated CV folds.
+
+    With --test, every configuration is instead fitted on all of DATASET and scored once on the test set.
+    """
     from bloodcli.compare import compare as run_compare
     from bloodcli.reports import comparison_table, write_comparison_outputs
 
     sets = [spec for value in [*(feature_sets or []), *(more_sets or [])] for spec in value.split()] or ["glcm+shape+color"]
+    augmentation, labels = _augmentation(augment), api.parse_label_map(label_map)
     with _progress("extracting") as progress:
         options = replace(run, progress=progress)
-        log(f"comparing {len(sets)} feature set(s) x {len(models.split(','))} model(s), {repeats}x{folds}-fold CV")
-        result = run_compare(dataset, sets, models, folds, repeats, seed, options, tune, metric=metric,
-                             preprocessing=preprocessing, feature_options=feature_option or None)  # fmt: skip
+        plan = f"fitted on {dataset}, scored on {test}" if test else f"{repeats}x{folds}-fold CV"
+        log(f"comparing {len(sets)} feature set(s) x {len(models.split(','))} model(s), {plan}")
+        result = run_compare(dataset, sets, models, folds, repeats, seed, options, tune, metric=metric, preprocessing=preprocessing,
+                             feature_options=feature_option or None, augmentation=augmentation, test=test, label_map=labels)  # fmt: skip
     _report_skipped(result.failures)
+    _report_comparison_inputs(result)
     data = result.to_dict()
     if out_dir is not None:
         for path in write_comparison_outputs(out_dir, result):
@@ -411,6 +498,19 @@ def compare(
     else:
         stdout.print(comparison_table(data))
         stdout.print(data["sentence"], highlight=False)
+
+
+def _report_comparison_inputs(result) -> None:
+    """Augmented rows added, and test samples left out of the metrics or also in the training set."""
+    if result.augmented is not None:
+        _report_augmented(result.augmented)
+    test = result.test
+    if test is not None and test.excluded:
+        labels = ", ".join(f"{label} ({count})" for label, count in test.excluded.items())
+        stderr.print(f"[yellow]warning:[/] {sum(test.excluded.values())} test sample(s) left out of the metrics, "
+                     f"their labels being no training class: {labels}", highlight=False)  # fmt: skip
+    if test is not None and test.n_seen_in_training:
+        stderr.print(f"[bold yellow]warning:[/] {test.n_seen_in_training} test image(s) are also in the training set")
 
 
 @app.command()

@@ -7,6 +7,10 @@ group-aware folds, which makes the per-fold scores paired: the best classical-on
 deep-only configurations are compared with the Nadeau–Bengio corrected resampled t-test, whose
 variance correction accounts for the overlap of training sets between folds.
 
+With an external test set (``test=``), every configuration is instead fitted on the whole training
+set and scored once on the test set, whose features are computed with the training set's fitted
+preprocessing. With augmentation, copies of training images join the training rows only.
+
 Examples
 --------
 >>> from bloodcli.compare import compare
@@ -25,12 +29,13 @@ import joblib
 import numpy as np
 from scipy import stats
 
-from bloodcli.api import RunOptions, featurize, is_features_file
+from bloodcli.api import RunOptions, align_labels, featurize, is_features_file
+from bloodcli.augmentation import Augmentation
 from bloodcli.datasets import Dataset, load_dataset
 from bloodcli.errors import DatasetError, UsageError
-from bloodcli.evaluation import EvaluationResult, Split, assert_groups_disjoint, make_folds
+from bloodcli.evaluation import EvaluationResult, Split, assert_groups_disjoint, augmentation_note, expand_split, make_folds, training_rows
 from bloodcli.features import EXTRACTORS, parse_feature_names, parse_feature_options
-from bloodcli.features.extraction import FeatureTable, resolve_jobs
+from bloodcli.features.extraction import AugmentedRows, FeatureTable, resolve_jobs
 from bloodcli.metrics import classification_metrics
 from bloodcli.models import CLASSIFIERS, class_probabilities, encode_labels, make_classifier
 from bloodcli.preprocessing import Preprocessing
@@ -106,7 +111,8 @@ class ExtractorTiming:
 
 
 def extract_union(
-    source, names: Sequence[str], preprocessing: Preprocessing, feature_options, options: RunOptions
+    source, names: Sequence[str], preprocessing: Preprocessing, feature_options, options: RunOptions,
+    augmentation: Augmentation | None = None,
 ) -> tuple[FeatureTable, dict[str, slice], list[ExtractorTiming]]:
     """One table with every extractor in ``names``, the column span of each, and their timings.
 
@@ -114,6 +120,8 @@ def extract_union(
     rather than estimated; a features ``.joblib`` file is used as it is, without image work.
     """
     if not isinstance(source, Dataset) and is_features_file(source):
+        if augmentation is not None and augmentation.enabled:
+            raise UsageError(f"--augment needs images, but {source} is a features file")
         return _from_features_file(source, names)
     parsed = parse_feature_options(feature_options) if feature_options and not isinstance(feature_options, Mapping) else dict(feature_options or {})
     stray = set(parsed) - set(names)
@@ -128,10 +136,11 @@ def extract_union(
         # --weights is for deep extractors; each extractor is featurized alone, so keep it from the others.
         own = options if extractor_kind(name) == "deep" else replace(options, weights=None)
         start = time.perf_counter()
-        table = featurize(dataset, [name], preprocessing, {name: parsed[name]} if name in parsed else None, own)
+        table = featurize(dataset, [name], preprocessing, {name: parsed[name]} if name in parsed else None, own, augmentation)
         seconds = time.perf_counter() - start
         tables.append(table)
-        timings.append(ExtractorTiming(name, extractor_kind(name), seconds, len(table), table.n_computed, table.n_cached))
+        images = table.n_computed + table.n_cached  # one extractor: one per original and copy
+        timings.append(ExtractorTiming(name, extractor_kind(name), seconds, images, table.n_computed, table.n_cached))
     return _join(tables) + (timings,)
 
 
@@ -157,9 +166,19 @@ def _join(tables: list[FeatureTable]) -> tuple[FeatureTable, dict[str, slice]]:
     union = FeatureTable(
         np.hstack([t.values[r] for t, r in zip(tables, rows)]), [n for t in tables for n in t.feature_names],
         [first.samples[i] for i in rows[0]], [first.content_keys[i] for i in rows[0]], settings, failures,
-        sum(t.n_computed for t in tables), sum(t.n_cached for t in tables),
+        sum(t.n_computed for t in tables), sum(t.n_cached for t in tables), _join_augmented(tables, rows),
     )  # fmt: skip
     return union, spans
+
+
+def _join_augmented(tables: list[FeatureTable], rows: list[list[int]]) -> AugmentedRows | None:
+    """Column-wise join of the augmented copies of the rows every table kept."""
+    if tables[0].augmented is None:
+        return None
+    parts = [t.augmented.select(r) for t, r in zip(tables, rows)]
+    if not all(np.array_equal(p.source_index, parts[0].source_index) for p in parts):
+        raise AssertionError("extractors returned different augmented copies")
+    return AugmentedRows(np.hstack([p.values for p in parts]), parts[0].source_index, parts[0].augmentation)
 
 
 def _from_features_file(path, names: Sequence[str]) -> tuple[FeatureTable, dict[str, slice], list[ExtractorTiming]]:
@@ -193,13 +212,24 @@ def repeated_folds(labels, groups, folds: int, repeats: int, seed: int) -> list[
     return [split for r in range(repeats) for split in make_folds(labels, groups, folds, seed + r)]
 
 
-def _inner_splits(labels, groups, seed: int) -> list[Split]:
+def _inner_splits(labels, groups, origin, seed: int) -> list[Split]:
+    """Inner folds over the original rows of a training part; copies join their original's training side."""
+    originals = np.flatnonzero(origin == np.arange(len(origin)))
+    labels, groups = labels[originals], None if groups is None else groups[originals]
     smallest = min(Counter(labels).values())
     n_groups = len(set(groups)) if groups is not None else smallest
-    return make_folds(labels, groups, max(2, min(3, smallest, n_groups)), seed)
+    folds = make_folds(labels, groups, max(2, min(3, smallest, n_groups)), seed)
+    return [expand_split((originals[train], originals[test]), origin) for train, test in folds]
 
 
-def _fit(model: str, values, targets, labels, groups, seed: int, tune: bool):
+def _local_origin(origin: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``origin`` of ``rows`` as positions within ``rows`` (a training part holds the originals of its copies)."""
+    position = np.full(len(origin), -1)
+    position[rows] = np.arange(len(rows))
+    return position[origin[rows]]
+
+
+def _fit(model: str, values, targets, labels, groups, origin, seed: int, tune: bool):
     """A fitted classifier and the hyper-parameters chosen by inner CV (empty without tuning)."""
     estimator = make_classifier(model, seed, jobs=1)
     if not tune:
@@ -207,18 +237,19 @@ def _fit(model: str, values, targets, labels, groups, seed: int, tune: bool):
     from sklearn.model_selection import GridSearchCV
 
     search = GridSearchCV(
-        estimator, TUNING_GRIDS[model], scoring="balanced_accuracy", cv=_inner_splits(labels, groups, seed),
+        estimator, TUNING_GRIDS[model], scoring="balanced_accuracy", cv=_inner_splits(labels, groups, origin, seed),
         n_jobs=1, refit=True, error_score="raise",
     )  # fmt: skip
     search.fit(values, targets)
     return search.best_estimator_, {k.split("__")[-1]: v for k, v in search.best_params_.items()}
 
 
-def _run_fold(model, values, labels, groups, classes, train, test, seed, tune):
+def _run_fold(model, values, labels, groups, origin, classes, train, test, seed, tune):
     """Fit on ``train`` (tuning inside it only), predict ``test``; returns probabilities and fit seconds."""
     targets = encode_labels(labels[train], classes)
     start = time.perf_counter()
-    estimator, chosen = _fit(model, values[train], targets, labels[train], None if groups is None else groups[train], seed, tune)
+    part_groups = None if groups is None else groups[train]
+    estimator, chosen = _fit(model, values[train], targets, labels[train], part_groups, _local_origin(origin, train), seed, tune)
     seconds = time.perf_counter() - start
     probabilities = class_probabilities(estimator, values[test], len(classes))
     return probabilities, seconds, chosen
@@ -248,7 +279,7 @@ class ConfigResult:
 
     def std(self, metric: str) -> float | None:
         values = self.scores(metric)[~np.isnan(self.scores(metric))]
-        return None if len(values) == 0 else float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        return float(np.std(values, ddof=1)) if len(values) > 1 else None  # one score (a test set): no spread
 
     @property
     def label(self) -> str:
@@ -268,21 +299,26 @@ class ConfigResult:
 
 
 def evaluate_config(
-    values, labels, groups, splits: list[Split], model: str, seed: int = 0, jobs: int = 1, tune: bool = False
+    values, labels, groups, origin, splits: list[Split], model: str, seed: int = 0, jobs: int = 1, tune: bool = False
 ) -> tuple[list[dict], EvaluationResult, float, dict]:
-    """Fold metrics, pooled out-of-fold result, training ms per training sample and chosen parameters."""
+    """Fold metrics, pooled out-of-fold result, training ms per training row and chosen parameters.
+
+    ``values``, ``labels``, ``groups`` and ``origin`` are :func:`~bloodcli.evaluation.training_rows`
+    (originals, then augmented copies); ``splits`` are over the originals.
+    """
     classes = sorted(set(labels))
-    outputs = joblib.Parallel(n_jobs=min(jobs, len(splits)))(
-        joblib.delayed(_run_fold)(model, values, labels, groups, classes, train, test, seed, tune) for train, test in splits
+    fits = [expand_split(split, origin) for split in splits]
+    outputs = joblib.Parallel(n_jobs=min(jobs, len(fits)))(
+        joblib.delayed(_run_fold)(model, values, labels, groups, origin, classes, train, test, seed, tune) for train, test in fits
     )
     fold_metrics, fit_ms, chosen = [], [], Counter()
-    for (train, test), (probabilities, seconds, params) in zip(splits, outputs):
+    for (train, test), (probabilities, seconds, params) in zip(fits, outputs):
         assert_groups_disjoint(groups, train, test)
         predicted = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
         fold_metrics.append(classification_metrics(labels[test], predicted, classes, probabilities))
         fit_ms.append(1000.0 * seconds / len(train))
         if params:
-            chosen[", ".join(f"{k}={v}" for k, v in sorted(params.items()))] += 1
+            chosen[_params_text(params)] += 1
     test_indices = np.concatenate([test for _, test in splits])
     probabilities = np.concatenate([p for p, _, _ in outputs])
     predictions = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
@@ -290,6 +326,83 @@ def evaluate_config(
     evaluation = EvaluationResult(pooled, fold_metrics, predictions, probabilities, test_indices, "")
     # Tuning picks per fold; report how often each setting won rather than one misleading value.
     return fold_metrics, evaluation, float(np.mean(fit_ms)), dict(chosen.most_common())
+
+
+def _params_text(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+# --------------------------------------------------------------------------- external test set
+
+
+@dataclass
+class ExternalTest:
+    """A test set featurized like the training set, its labels aligned to the training classes."""
+
+    source: str
+    values: np.ndarray  # rows whose label is a training class only
+    spans: dict[str, slice]
+    labels: np.ndarray
+    excluded: dict[str, int]  # label that is no training class -> samples left out of the metrics
+    n_seen_in_training: int  # test images identical (by content) to a training image
+    failures: list
+
+    def columns(self, names: Sequence[str]) -> np.ndarray:
+        """The test values of the extractors ``names``, in that order."""
+        return self.values[:, _columns(self.spans, names)]
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source, "n_samples": len(self.labels),
+            "classes": {str(c): int(n) for c, n in sorted(Counter(self.labels).items())},
+            "n_excluded_unknown_class": sum(self.excluded.values()), "excluded_labels": self.excluded,
+            "n_seen_in_training": self.n_seen_in_training,
+        }  # fmt: skip
+
+
+def _columns(spans: dict[str, slice], names: Sequence[str]) -> np.ndarray:
+    return np.concatenate([np.arange(spans[n].start, spans[n].stop) for n in names])
+
+
+def external_test(source, table: FeatureTable, names: Sequence[str], options: RunOptions, label_map=None) -> ExternalTest:
+    """Features of ``source`` computed exactly as ``table``'s, labels aligned to its classes.
+
+    The training set's fitted preprocessing (stain and scale references) and extractor parameters
+    are reused: nothing is fitted on the test set. Samples whose aligned label is no training
+    class are left out and counted in ``excluded``.
+    """
+    recorded = {spec["name"]: spec for spec in table.settings.extractors if spec["name"] in names}
+    params = {name: spec["params"] for name, spec in recorded.items()}
+    test, spans, _ = extract_union(source, names, table.settings.preprocessing, params, options)
+    own = {spec["name"]: spec for spec in test.settings.extractors if spec["name"] in names}
+    if own != recorded or test.settings.preprocessing != table.settings.preprocessing:
+        raise UsageError(f"{source}: features computed with {test.settings.describe()}, unlike the training set's "
+                         f"({table.settings.describe()})")  # fmt: skip
+    classes = sorted(set(table.labels))
+    labels = align_labels(test.labels, classes, label_map)
+    known = np.isin(labels, classes)
+    if not known.any():
+        raise DatasetError(f"{source}: no test sample has a training class ({', '.join(classes)}); see --label-map")
+    seen = set(table.content_keys)
+    return ExternalTest(
+        str(source), test.values[known], spans, labels[known], dict(sorted(Counter(labels[~known]).items())),
+        sum(key in seen for key in test.content_keys), list(test.failures),
+    )  # fmt: skip
+
+
+def score_on_test(
+    values, labels, groups, origin, test_values, test_labels, model: str, seed: int = 0, tune: bool = False
+) -> tuple[list[dict], EvaluationResult, float, dict]:
+    """Fit on every training row (copies included), score the test rows once; as :func:`evaluate_config`."""
+    classes = sorted(set(labels))
+    start = time.perf_counter()
+    estimator, params = _fit(model, values, encode_labels(labels, classes), labels, groups, origin, seed, tune)
+    seconds = time.perf_counter() - start
+    probabilities = class_probabilities(estimator, test_values, len(classes))
+    predicted = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+    metrics = classification_metrics(test_labels, predicted, classes, probabilities)
+    evaluation = EvaluationResult(metrics, [metrics], predicted, probabilities, np.arange(len(test_labels)), "")
+    return [metrics], evaluation, 1000.0 * seconds / len(values), {_params_text(params): 1} if params else {}
 
 
 # --------------------------------------------------------------------------- paired test
@@ -363,13 +476,17 @@ def _config_ref(config: ConfigResult, metric: str) -> dict:
 
 @dataclass
 class ComparisonResult:
-    """Every configuration's scores, the best one, and the classical-vs-deep paired test."""
+    """Every configuration's scores, the best one, and the classical-vs-deep paired test.
+
+    ``labels`` are the training samples' labels; with an external ``test`` set, ``folds`` and
+    ``repeats`` are None and each configuration has one score, on the test set.
+    """
 
     source: str
     configs: list[ConfigResult]
     metric: str
-    folds: int
-    repeats: int
+    folds: int | None
+    repeats: int | None
     seed: int
     tuned: bool
     grouped: bool
@@ -379,6 +496,8 @@ class ComparisonResult:
     comparison: dict
     failures: list = field(default_factory=list)
     splits: list = field(default_factory=list)  # (train, test) index arrays shared by every configuration
+    test: ExternalTest | None = None
+    augmented: AugmentedRows | None = None
 
     def best(self, kind: str | None = None) -> ConfigResult | None:
         """Highest mean ``metric`` (ties: first given), overall or among one kind of feature set."""
@@ -388,7 +507,9 @@ class ComparisonResult:
     def sentence(self) -> str:
         """One plain sentence: which kind of features wins and whether the difference is significant."""
         best = self.best()
-        overall = f"Best overall: {best.label} ({_metric_name(self.metric)} {best.mean(self.metric):.3f} ± {best.std(self.metric):.3f})."
+        std = best.std(self.metric)
+        spread = "" if std is None else f" ± {std:.3f}"
+        overall = f"Best overall: {best.label} ({_metric_name(self.metric)} {best.mean(self.metric):.3f}{spread})."
         c = self.comparison
         if c.get("skipped"):
             return f"{overall} {c['note']}"
@@ -414,13 +535,31 @@ class ComparisonResult:
             "classes": {c: int((self.labels == c).sum()) for c in self.classes},
             "grouped": self.grouped, "folds": self.folds, "repeats": self.repeats, "seed": self.seed,
             "tuned": self.tuned, "selection_metric": self.metric,
-            "protocol": protocol_text(self.folds, self.repeats, self.grouped, self.tuned),
+            "protocol": self.protocol(),
+            "test": None if self.test is None else self.test.to_dict(),
+            "augmentation": None if self.augmented is None else self.augmented.to_dict(),
             "results": [dict(c.to_dict(self.metric), best=c is best) for c in self.configs],
             "best": {"features": best.features, "model": best.model, "kind": best.kind},
             "comparison": self.comparison, "sentence": self.sentence(),
             "extraction": {t.name: t.to_dict() for t in self.extraction},
             "skipped": [{"path": p, "reason": r} for p, r in self.failures],
         }  # fmt: skip
+
+    def protocol(self) -> str:
+        """How the scores were obtained, in one line."""
+        if self.test is None:
+            text = protocol_text(self.folds, self.repeats, self.grouped, self.tuned)
+        else:
+            tuning = "; hyper-parameters tuned by inner CV on the training set" if self.tuned else ""
+            excluded = sum(self.test.excluded.values())
+            left_out = f", {excluded} more left out: their labels are no training class" if excluded else ""
+            text = (f"fitted on all {len(self.labels)} training samples, scored once on the external test set "
+                    f"{self.test.source} ({len(self.test.labels)} samples{left_out}; no cross-validation){tuning}")  # fmt: skip
+        return text + augmentation_note(self.augmented)
+
+    def scored_labels(self) -> np.ndarray:
+        """True labels of the scored samples, indexed by each configuration's ``evaluation.test_indices``."""
+        return self.labels if self.test is None else self.test.labels
 
 
 def protocol_text(folds: int, repeats: int, grouped: bool, tuned: bool) -> str:
@@ -446,8 +585,13 @@ def compare(
     metric: str = "balanced_accuracy",
     preprocessing: Preprocessing = Preprocessing(),
     feature_options=None,
+    augmentation: Augmentation | None = None,
+    test=None,
+    label_map: Mapping[str, str] | None = None,
 ) -> ComparisonResult:
     """Score every (feature set, model) pair on the same repeated, stratified, group-aware folds.
+
+    With ``test``, fit every pair on all of ``source`` instead and score it once on ``test``.
 
     Parameters
     ----------
@@ -469,6 +613,13 @@ def compare(
         Metric that picks the best configurations and is tested: balanced accuracy by default.
     preprocessing, feature_options
         As for :func:`bloodcli.api.featurize` (options as ``{"glcm": {"levels": 16}}`` or ``-F`` strings).
+    augmentation : Augmentation, optional
+        Augmented copies of the training images; they join the training rows of their originals only.
+    test : path or Dataset, optional
+        External labelled test set, featurized with the training set's fitted preprocessing (no CV).
+    label_map : mapping, optional
+        Test label -> training class, applied before case-insensitive matching; test samples whose
+        label is no training class are left out of the metrics and counted.
 
     Returns
     -------
@@ -480,34 +631,49 @@ def compare(
     sets = parse_feature_sets(feature_sets)
     model_names = parse_models(models)
     needed = list(dict.fromkeys(n for s in sets for n in s))
-    table, spans, timings = extract_union(source, needed, preprocessing, feature_options, options)
+    table, spans, timings = extract_union(source, needed, preprocessing, feature_options, options, augmentation)
     Dataset(table.samples, str(source), "").require_classes(2)
-    labels, groups = table.labels, table.groups
-    splits = repeated_folds(labels, groups, folds, repeats, seed)
-    ratio = float(np.mean([len(test) / len(train) for train, test in splits]))
-    timing = {t.name: t for t in timings}
+    held_out = None if test is None else external_test(test, table, needed, options, label_map)
+    splits = [] if held_out else repeated_folds(table.labels, table.groups, folds, repeats, seed)
+    values, labels, groups, origin = training_rows(table)
     jobs = resolve_jobs(options.jobs)
-    configs = []
-    for names in sets:
-        columns = np.concatenate([np.arange(len(table.feature_names))[spans[n]] for n in names])
-        values = table.values[:, columns]
-        extract_ms = None if any(timing[n].ms_per_sample is None for n in names) else sum(timing[n].ms_per_sample for n in names)
-        cached = any(timing[n].n_cached for n in names)
-        for model in model_names:
-            fold_metrics, evaluation, train_ms, params = evaluate_config(values, labels, groups, splits, model, seed, jobs, tune)
-            configs.append(ConfigResult(
-                "+".join(names), feature_set_kind(names), model, fold_metrics, evaluation, extract_ms, cached, train_ms, params,
-            ))  # fmt: skip
+
+    def score(names: list[str], model: str):
+        train_values = values[:, _columns(spans, names)]
+        if held_out is None:
+            return evaluate_config(train_values, labels, groups, origin, splits, model, seed, jobs, tune)
+        return score_on_test(train_values, labels, groups, origin, held_out.columns(names), held_out.labels, model, seed, tune)
+
     result = ComparisonResult(
-        str(source), configs, metric, folds, repeats, seed, tune, groups is not None, sorted(set(labels)), labels,
-        timings, {}, list(table.failures), splits,
+        str(source), _score_configs(sets, model_names, timings, score), metric, None if held_out else folds,
+        None if held_out else repeats, seed, tune, table.groups is not None, sorted(set(table.labels)), table.labels,
+        timings, {}, list(table.failures) + (held_out.failures if held_out else []), splits, held_out, table.augmented,
     )  # fmt: skip
+    ratio = float(np.mean([len(part[1]) / len(part[0]) for part in splits])) if splits else 0.0  # n_test / n_train
     result.comparison = classical_vs_deep(result, ratio)
     return result
 
 
+def _score_configs(sets: list[list[str]], model_names: list[str], timings: list[ExtractorTiming], score) -> list[ConfigResult]:
+    """One :class:`ConfigResult` per (feature set, model), scored by ``score(names, model)``."""
+    timing = {t.name: t for t in timings}
+    configs = []
+    for names in sets:
+        extract_ms = None if any(timing[n].ms_per_sample is None for n in names) else sum(timing[n].ms_per_sample for n in names)
+        cached = any(timing[n].n_cached for n in names)
+        for model in model_names:
+            fold_metrics, evaluation, train_ms, params = score(names, model)
+            configs.append(ConfigResult(
+                "+".join(names), feature_set_kind(names), model, fold_metrics, evaluation, extract_ms, cached, train_ms, params,
+            ))  # fmt: skip
+    return configs
+
+
 def classical_vs_deep(result: ComparisonResult, test_train_ratio: float) -> dict:
     """Paired test of the best deep-only minus the best classical-only configuration, or a note why not."""
+    if result.test is not None:
+        return {"skipped": True, "note": "Scores come from one external test set (one score per configuration), "
+                "so the paired test across folds was not run."}  # fmt: skip
     classical, deep = result.best("classical"), result.best("deep")
     if classical is None or deep is None:
         absent = "classical-only" if classical is None else "deep-only"
@@ -516,6 +682,7 @@ def classical_vs_deep(result: ComparisonResult, test_train_ratio: float) -> dict
 
 
 __all__ = [
-    "COMPARE_METRICS", "ComparisonResult", "ConfigResult", "TUNING_GRIDS", "compare", "corrected_resampled_ttest",
-    "extractor_kind", "paired_comparison", "repeated_folds", "wilcoxon_p_value",
+    "COMPARE_METRICS", "ComparisonResult", "ConfigResult", "ExternalTest", "TUNING_GRIDS", "compare",
+    "corrected_resampled_ttest", "extractor_kind", "external_test", "paired_comparison", "repeated_folds",
+    "score_on_test", "wilcoxon_p_value",
 ]  # fmt: skip

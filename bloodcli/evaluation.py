@@ -2,6 +2,10 @@
 
 When a dataset has groups (source image, patient), every split keeps each group entirely on
 one side, and this is asserted, not assumed.
+
+Splits are always made on the original samples. Augmented copies (``FeatureTable.augmented``)
+only ever join a training part, and only when the sample they were made from is in it
+(:func:`expand_split`): no copy of a test sample is fitted on, and test parts hold originals only.
 """
 
 from __future__ import annotations
@@ -66,6 +70,34 @@ def holdout_split(labels, groups=None, test_size: float = 0.25, seed: int = 0) -
     return train, test
 
 
+def training_rows(table: FeatureTable) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Values, labels and groups of the table's rows followed by their augmented copies, and ``origin``.
+
+    ``origin[i]`` is the original row that row ``i`` shows (an original: itself); copies carry the
+    label and group of their original. Without augmentation these are the table's own arrays.
+    """
+    values, origin = table.with_copies()
+    groups = table.groups
+    return values, table.labels[origin], None if groups is None else groups[origin], origin
+
+
+def expand_split(split: Split, origin: np.ndarray) -> Split:
+    """A split over original rows, its training part joined by the augmented copies of its rows.
+
+    The test part is returned as it is: only originals, and none of their copies is trained on.
+    """
+    train, test = split
+    copies = np.flatnonzero((origin != np.arange(len(origin))) & np.isin(origin, train))
+    return np.concatenate([train, copies]), test
+
+
+def augmentation_note(augmented) -> str:
+    """Protocol text saying how augmented copies (``FeatureTable.augmented``) were used; '' when None."""
+    if augmented is None:
+        return ""
+    return f"; fitted with {augmented.augmentation.describe()}, scored on originals only"
+
+
 def assert_groups_disjoint(groups, train: np.ndarray, test: np.ndarray) -> None:
     """Raise AssertionError if any group appears on both sides of a split."""
     if groups is None:
@@ -105,11 +137,12 @@ def _fit_and_predict(model, values, labels, classes, train, test, seed):
 
 
 def evaluate_splits(table: FeatureTable, model: str, splits: list[Split], seed: int = 0, jobs: int = 1, protocol: str = "") -> EvaluationResult:
-    """Train on each split's training part, predict its test part, and score the predictions."""
-    labels = table.labels
+    """Train on each split's training part (and its augmented copies), predict its test part, score the predictions."""
+    values, labels, _, origin = training_rows(table)
     classes = sorted(set(labels))
+    fits = [expand_split(split, origin) for split in splits]
     outputs = joblib.Parallel(n_jobs=min(jobs, len(splits)))(
-        joblib.delayed(_fit_and_predict)(model, table.values, labels, classes, train, test, seed) for train, test in splits
+        joblib.delayed(_fit_and_predict)(model, values, labels, classes, train, test, seed) for train, test in fits
     )
     fold_metrics = []
     all_test, all_proba = [], []
@@ -130,7 +163,8 @@ def cross_validate(table: FeatureTable, model: str, folds: int = 5, seed: int = 
     groups = table.groups
     splits = make_folds(table.labels, groups, folds, seed)
     kind = "stratified group" if groups is not None else "stratified"
-    return evaluate_splits(table, model, splits, seed, jobs, protocol=f"{folds}-fold {kind} cross-validation")
+    protocol = f"{folds}-fold {kind} cross-validation{augmentation_note(table.augmented)}"
+    return evaluate_splits(table, model, splits, seed, jobs, protocol=protocol)
 
 
 def holdout_evaluate(table: FeatureTable, model: str, test_size: float = 0.25, seed: int = 0) -> EvaluationResult:
@@ -138,4 +172,5 @@ def holdout_evaluate(table: FeatureTable, model: str, test_size: float = 0.25, s
     groups = table.groups
     split = holdout_split(table.labels, groups, test_size, seed)
     kind = "group-aware " if groups is not None else ""
-    return evaluate_splits(table, model, [split], seed, protocol=f"{kind}stratified hold-out ({len(split[1])} test samples)")
+    protocol = f"{kind}stratified hold-out ({len(split[1])} test samples){augmentation_note(table.augmented)}"
+    return evaluate_splits(table, model, [split], seed, protocol=protocol)

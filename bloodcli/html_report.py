@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bloodcli.imaging import atomic_write
-from bloodcli.reports import SUMMARY_ROWS, confusion_matrix_figure, pyplot
+from bloodcli.reports import SUMMARY_ROWS, confusion_matrix_figure, mean_std, pyplot
 
 STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -104,10 +104,6 @@ def _cell(value, text: bool = False) -> str:
     return f'<td class="text">{html.escape(str(value))}</td>' if text else f"<td>{html.escape(str(value))}</td>"
 
 
-def _mean_std(entry: dict) -> str:
-    return "n/a" if entry["mean"] is None else f"{entry['mean']:.3f} ± {entry['std']:.3f}"
-
-
 def _ms(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -118,7 +114,7 @@ def _results_table(data: dict) -> str:
     for r in data["results"]:
         cached = " (cache)" if r["timing"]["extract_cached"] else ""
         cells = [_cell(r["features"], True), _cell(r["kind"], True), _cell(r["model"], True)]
-        cells += [_cell(_mean_std(r["metrics"][key])) for key, _ in COMPARE_COLUMNS]
+        cells += [_cell(mean_std(r["metrics"][key], " ± ")) for key, _ in COMPARE_COLUMNS]
         cells += [_cell(_ms(r["timing"]["extract_ms_per_sample"]) + cached), _cell(_ms(r["timing"]["train_ms_per_sample"]))]
         rows.append(f'<tr class="{"best" if r["best"] else ""}">{"".join(cells)}</tr>')
     return (
@@ -160,8 +156,8 @@ def _extraction_table(extraction: dict) -> str:
 
 def _config_figures(result, config, heading: str) -> str:
     evaluation = config.evaluation
-    y_true = result.labels[evaluation.test_indices]
-    pooled = f"pooled out-of-fold predictions, {result.repeats} repeat(s)"
+    y_true = result.scored_labels()[evaluation.test_indices]
+    pooled = "external test set" if result.test else f"pooled out-of-fold predictions, {result.repeats} repeat(s)"
     confusion = confusion_matrix_figure(evaluation.metrics, f"{config.label}")
     roc = roc_figure(y_true, evaluation.probabilities, result.classes, f"ROC one-vs-rest: {config.label}")
     return (
@@ -174,13 +170,16 @@ def comparison_html(result) -> str:
     """The report of a :class:`~bloodcli.compare.ComparisonResult` as one self-contained HTML page."""
     data = result.to_dict()
     counts = ", ".join(f"{k} {v}" for k, v in data["classes"].items())
+    external = result.test is not None
+    scores = "on the external test set" if external else "mean ± std over all folds of all repeats"
+    bars = "Score" if external else "Mean ± std"
     body = [
         "<h1>bloodcli compare</h1>",
         f'<p class="meta">{html.escape(data["source"])} — {data["n_samples"]} samples ({html.escape(counts)}); '
         f'{html.escape(data["protocol"])}; seed {data["seed"]}; best by mean {html.escape(result.metric.replace("_", " "))}.</p>',
         f'<p class="verdict">{html.escape(data["sentence"])}</p>',
-        "<h2>Results (mean ± std over all folds of all repeats)</h2>", _results_table(data),
-        '<div class="figures wide">' + _img(metric_bar_figure(data["results"], result.metric), "Mean ± std per configuration") + "</div>",
+        f"<h2>Results ({scores})</h2>", _results_table(data),
+        '<div class="figures wide">' + _img(metric_bar_figure(data["results"], result.metric), f"{bars} per configuration") + "</div>",
         "<h2>Classical vs deep: paired test on the same folds</h2>", _comparison_table(data["comparison"]),
         "<h2>Best configurations</h2>",
     ]  # fmt: skip

@@ -253,12 +253,16 @@ def fit_classifier(name: str, values: np.ndarray, labels, classes: list[str], se
 
 
 def train_model(table: FeatureTable, model: str = "svm", seed: int = 0, jobs: int = 1, client=None) -> TrainedModel:
-    """Train a classifier on a feature table (all rows); ``client``: a Dask client for xgboost.dask."""
+    """Train a classifier on all rows of a feature table and their augmented copies.
+
+    ``client``: a Dask client, to train XGBoost with xgboost.dask.
+    """
     labels = table.labels
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise UsageError(f"training needs at least two classes, found {len(classes)} ({', '.join(classes)})")
-    estimator = fit_classifier(model, table.values, labels, classes, seed, jobs, client)
+    values, origin = table.with_copies()
+    estimator = fit_classifier(model, values, labels[origin], classes, seed, jobs, client)
     return TrainedModel(
         name=model.lower(), estimator=estimator, classes=classes, settings=table.settings,
         feature_names=list(table.feature_names), training_keys=list(table.content_keys),
@@ -266,6 +270,8 @@ def train_model(table: FeatureTable, model: str = "svm", seed: int = 0, jobs: in
             "versions": library_versions(), "seed": seed, "n_samples": len(table),
             "class_counts": {c: int((labels == c).sum()) for c in classes},
             "training_data_fingerprint": training_fingerprint(table.content_keys),
+            # Copies are training rows only: predict and evaluate never augment.
+            "augmentation": None if table.augmented is None else table.augmented.to_dict(),
         },
     )  # fmt: skip
 

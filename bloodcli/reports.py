@@ -159,8 +159,11 @@ COMPARE_TABLE_METRICS = (
 )  # fmt: skip
 
 
-def _mean_std(entry: dict) -> str:
-    return "n/a" if entry["mean"] is None else f"{entry['mean']:.3f}±{entry['std']:.3f}"
+def mean_std(entry: dict, separator: str = "±") -> str:
+    """``mean±std``; the mean alone when there is no spread (one score, on a test set)."""
+    if entry["mean"] is None:
+        return "n/a"
+    return f"{entry['mean']:.3f}" + ("" if entry["std"] is None else f"{separator}{entry['std']:.3f}")
 
 
 def _ms(value, cached: bool = False) -> str:
@@ -180,12 +183,13 @@ def comparison_table(data: dict) -> Table:
         timing = row["timing"]
         table.add_row(
             "★" if row["best"] else "", row["features"], row["model"],
-            *(_mean_std(row["metrics"][key]) for key, _ in COMPARE_TABLE_METRICS),
+            *(mean_std(row["metrics"][key]) for key, _ in COMPARE_TABLE_METRICS),
             _ms(timing["extract_ms_per_sample"], timing["extract_cached"]), _ms(timing["train_ms_per_sample"]),
             style="bold green" if row["best"] else None,
         )  # fmt: skip
-    table.caption = (f"mean±std over folds; ★ best by mean {data['selection_metric'].replace('_', ' ')}; "
-                     "ms per sample (train: per training sample); * features read from the cache")  # fmt: skip
+    scores = "scores on the external test set" if data.get("test") else "mean±std over folds"
+    table.caption = (f"{scores}; ★ best by {data['selection_metric'].replace('_', ' ')}; "
+                     "ms per sample (train: per training row); * features read from the cache")  # fmt: skip
     return table
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: sample data paths, an isolated feature cache, and small datasets built on the fly."""
+"""Shared fixtures: sample data paths, an isolated feature cache, small datasets built on the fly, a fake CNN."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from bloodcli.features import EXTRACTORS, FeatureExtractor
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
@@ -40,6 +42,18 @@ def small_dataset(tmp_path) -> Path:
     return root
 
 
+@pytest.fixture
+def other_lab(tmp_path) -> Path:
+    """A second small dataset: other images of the small_dataset classes, labels cased differently, and
+    a class ('blast', 2 platelet images) the small dataset does not have."""
+    root = tmp_path / "other_lab"
+    for cls, label, count in (("lymphocyte", "LYMPHOCYTE", 4), ("neutrophil", "Neutrophil", 4), ("platelet", "blast", 2)):
+        (root / label).mkdir(parents=True)
+        for image in sorted((SAMPLE / "pbc" / cls).glob("*.jpg"))[-count:]:
+            shutil.copy(image, root / label / image.name)
+    return root
+
+
 def synthetic_cell(size: int = 96, cell_radius: int = 30, nucleus_radius: int = 14) -> np.ndarray:
     """A fixed, analysable image: pale background, pink cell disc, purple nucleus disc, centred."""
     yy, xx = np.mgrid[:size, :size]
@@ -49,3 +63,25 @@ def synthetic_cell(size: int = 96, cell_radius: int = 30, nucleus_radius: int = 
     image[distance < cell_radius] = (200, 150, 170)
     image[distance < nucleus_radius] = (90, 40, 140)
     return image
+
+
+class FakeDeepExtractor(FeatureExtractor):
+    """A cheap batched extractor standing in for a CNN, so the deep side is tested without TensorFlow."""
+
+    name = "fakedeep"
+    batched = True
+    description = "test double"
+
+    def feature_names(self):
+        return ["fake_mean_r", "fake_mean_g", "fake_mean_b", "fake_std"]
+
+    def compute_batch(self, images):
+        return np.stack([np.r_[image.reshape(-1, 3).mean(axis=0), image.std()] for image in images])
+
+
+@pytest.fixture(scope="module")
+def fake_deep():
+    """Register :class:`FakeDeepExtractor` as ``fakedeep`` for the tests of one module."""
+    EXTRACTORS["fakedeep"] = FakeDeepExtractor
+    yield "fakedeep"
+    del EXTRACTORS["fakedeep"]

@@ -13,33 +13,11 @@ from bloodcli import api
 from bloodcli.cli import app
 from bloodcli.compare import compare, corrected_resampled_ttest, extractor_kind, feature_set_kind, wilcoxon_p_value
 from bloodcli.errors import UsageError
-from bloodcli.features import EXTRACTORS, FeatureExtractor
 from bloodcli.reports import write_comparison_outputs
 from conftest import ROOT, SAMPLE
 
 runner = CliRunner()
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-class FakeDeepExtractor(FeatureExtractor):
-    """A cheap batched extractor standing in for a CNN, so the deep side is tested without TensorFlow."""
-
-    name = "fakedeep"
-    batched = True
-    description = "test double"
-
-    def feature_names(self):
-        return ["fake_mean_r", "fake_mean_g", "fake_mean_b", "fake_std"]
-
-    def compute_batch(self, images):
-        return np.stack([np.r_[image.reshape(-1, 3).mean(axis=0), image.std()] for image in images])
-
-
-@pytest.fixture(scope="module")
-def fake_deep():
-    EXTRACTORS["fakedeep"] = FakeDeepExtractor
-    yield "fakedeep"
-    del EXTRACTORS["fakedeep"]
 
 
 @pytest.fixture(scope="module")

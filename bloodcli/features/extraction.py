@@ -3,6 +3,10 @@
 Classical extractors run per image in worker processes (``jobs``); batched extractors (CNN
 backbones) run in the main process in batches. Every result goes through the
 :class:`~bloodcli.cache.FeatureCache`, so a second run over the same images computes nothing.
+
+With an :class:`~bloodcli.augmentation.Augmentation`, each sample's augmented copies are work
+items like the sample itself (decode, crop, augment, preprocess, extract, cache) and come back
+as :attr:`FeatureTable.augmented`, apart from the rows of the originals.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import joblib
@@ -25,6 +30,9 @@ from bloodcli.errors import DatasetError, ImageReadError, InputDataError, UsageE
 from bloodcli.features.base import CellImage, FeatureExtractor
 from bloodcli.imaging import atomic_write, content_hash, decode_image, read_bytes
 from bloodcli.preprocessing import Preprocessing
+
+if TYPE_CHECKING:  # augmentation imports features.base: a runtime import here would be circular
+    from bloodcli.augmentation import Augmentation
 
 ProgressCallback = Callable[[int, int], None]  # (samples just finished, total steps)
 
@@ -56,8 +64,35 @@ class FeatureSettings:
 
 
 @dataclass
+class AugmentedRows:
+    """Features of augmented copies of a table's rows: rows to fit on, never to score.
+
+    Row ``j`` is a copy of original row ``source_index[j]``. :meth:`FeatureTable.save` does not
+    write them: they are a training-time device, recomputed (or read from the cache) when needed.
+    """
+
+    values: np.ndarray
+    source_index: np.ndarray
+    augmentation: Augmentation
+
+    def __len__(self) -> int:
+        return len(self.source_index)
+
+    def to_dict(self) -> dict:
+        """The augmentation settings and the number of copies, as recorded in models and reports."""
+        return dict(self.augmentation.to_dict(), n_rows=len(self))
+
+    def select(self, rows: Sequence[int]) -> "AugmentedRows":
+        """The copies of original rows ``rows`` only, their sources renumbered to positions in ``rows``."""
+        position = {row: i for i, row in enumerate(rows)}
+        keep = np.isin(self.source_index, list(position))
+        sources = np.array([position[s] for s in self.source_index[keep]], dtype=np.int64)
+        return AugmentedRows(self.values[keep], sources, self.augmentation)
+
+
+@dataclass
 class FeatureTable:
-    """Features of a dataset: one row per successfully processed sample."""
+    """Features of a dataset: one row per successfully processed sample (plus, apart, augmented copies)."""
 
     values: np.ndarray
     feature_names: list[str]
@@ -67,9 +102,17 @@ class FeatureTable:
     failures: list[tuple[str, str]] = field(default_factory=list)
     n_computed: int = 0
     n_cached: int = 0
+    augmented: AugmentedRows | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def with_copies(self) -> tuple[np.ndarray, np.ndarray]:
+        """Values of the rows followed by their augmented copies, and the row each one shows (for fitting)."""
+        rows = np.arange(len(self))
+        if self.augmented is None:
+            return self.values, rows
+        return np.vstack([self.values, self.augmented.values]), np.concatenate([rows, self.augmented.source_index])
 
     @property
     def labels(self) -> np.ndarray:
@@ -143,12 +186,33 @@ def sample_key(data: bytes, sample: Sample) -> str:
     return digest if sample.box is None else f"{digest}-{'_'.join(map(str, sample.box))}"
 
 
-def load_sample_image(data: bytes, sample: Sample, preprocessing: Preprocessing) -> np.ndarray:
-    """Decode, crop and preprocess one sample's image."""
+def load_sample_image(data: bytes, sample: Sample, preprocessing: Preprocessing, augment=None) -> np.ndarray:
+    """Decode, crop, augment (``augment(image)``, when given) and preprocess one sample's image."""
     image = crop(decode_image(data, sample.path), sample.box)
     if image.shape[0] < 2 or image.shape[1] < 2:
         raise ImageReadError(sample.id, f"image or box too small ({image.shape[1]}x{image.shape[0]} pixels)")
-    return preprocessing.apply(image)
+    return preprocessing.apply(image if augment is None else augment(image))
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One image to featurize: a sample as it is (``copy == 0``) or its augmented copy ``copy``."""
+
+    sample: Sample
+    copy: int = 0
+    augmentation: Augmentation | None = None
+
+    def key(self, data: bytes) -> str:
+        """Cache key: a copy's adds the augmentation fingerprint and copy index to its sample's."""
+        key = sample_key(data, self.sample)
+        return self.augmentation.copy_key(key, self.copy) if self.copy else key
+
+    def image(self, data: bytes, preprocessing: Preprocessing) -> np.ndarray:
+        """The preprocessed image; a copy is augmented between cropping and preprocessing."""
+        if not self.copy:
+            return load_sample_image(data, self.sample, preprocessing)
+        key = sample_key(data, self.sample)
+        return load_sample_image(data, self.sample, preprocessing, lambda image: self.augmentation.apply(image, key, self.copy))
 
 
 def _namespace(extractor: FeatureExtractor, preprocessing: Preprocessing) -> str:
@@ -157,19 +221,20 @@ def _namespace(extractor: FeatureExtractor, preprocessing: Preprocessing) -> str
 
 
 def _process_sample(
-    sample: Sample, extractors, namespaces: list[str], preprocessing: Preprocessing, cache: FeatureCache
+    item: WorkItem, extractors, namespaces: list[str], preprocessing: Preprocessing, cache: FeatureCache
 ) -> _SampleResult:
-    """Worker: features of one sample for the per-image extractors, through the cache.
+    """Worker: features of one sample (or copy) for the per-image extractors, through the cache.
 
     ``namespaces`` are the extractors' cache namespaces, computed once per run rather than per image.
     """
+    sample = item.sample
     try:
         data = read_bytes(sample.path)
-        key = sample_key(data, sample)
+        key = item.key(data)
         vectors = [cache.get(namespace, key) for namespace in namespaces]
         missing = [i for i, v in enumerate(vectors) if v is None]
         if missing:
-            cell = CellImage(load_sample_image(data, sample, preprocessing))
+            cell = CellImage(item.image(data, preprocessing))
             for i in missing:
                 vectors[i] = _finite(extractors[i].compute(cell))
                 cache.put(namespaces[i], key, vectors[i])
@@ -193,6 +258,7 @@ def extract_features(
     progress: ProgressCallback | None = None,
     batch_size: int = 32,
     executor=None,
+    augmentation: Augmentation | None = None,
 ) -> FeatureTable:
     """Compute features for every sample of ``dataset``.
 
@@ -217,6 +283,9 @@ def extract_features(
         Where per-image work runs instead of local processes: anything with
         ``submit(fn, *args)`` returning futures, e.g. a Dask ``distributed.Client`` (then ``jobs``
         is ignored).
+    augmentation : Augmentation, optional
+        Also featurize ``augmentation.copies`` augmented copies of every sample, returned in
+        ``FeatureTable.augmented``. A sample is kept only when it and all its copies succeed.
 
     Returns
     -------
@@ -229,7 +298,8 @@ def extract_features(
     cache = cache or FeatureCache(None)
     per_image = [e for e in extractors if not e.batched]
     batched = [e for e in extractors if e.batched]
-    n = len(dataset.samples)
+    items, source = _work_items(dataset.samples, augmentation)
+    n = len(items)
     columns: dict[int, np.ndarray] = {}
     keys: list[str | None] = [None] * n
     errors: dict[int, str] = {}
@@ -239,7 +309,7 @@ def extract_features(
         nonlocal computed
         if result.error is not None:
             if not skip_errors:
-                raise ImageReadError(dataset.samples[index].id, result.error)
+                raise ImageReadError(items[index].sample.id, result.error)
             errors.setdefault(index, result.error)
             return
         keys[index] = result.key
@@ -250,27 +320,42 @@ def extract_features(
     total_steps = n * (int(bool(per_image)) + len(batched))
     advance = (lambda: progress(1, total_steps)) if progress else (lambda: None)
     if per_image:
-        results = _run_per_image(dataset.samples, per_image, preprocessing, cache, jobs, executor)
+        results = _run_per_image(items, per_image, preprocessing, cache, jobs, executor)
         for index, result in enumerate(results):
             record(index, result, per_image)
             advance()
     for extractor in batched:
         todo = [i for i in range(n) if i not in errors]
-        batches = _run_batched(dataset.samples, todo, keys, extractor, preprocessing, cache, batch_size)
+        batches = _run_batched(items, todo, keys, extractor, preprocessing, cache, batch_size)
         for index, result in batches:
             record(index, result, [extractor])
             advance()
-    kept = [i for i in range(n) if i not in errors]
+    failed = {}  # sample index -> first error of the sample or any of its copies
+    for index in sorted(errors):
+        failed.setdefault(source[index], errors[index])
+    kept = [i for i in range(n) if source[i] not in failed]
     if not kept:
         raise DatasetError(f"{dataset.source}: no image could be read")
     values = np.concatenate([columns[id(e)][kept] for e in extractors if id(e) in columns], axis=1)
     names = [name for e in extractors for name in e.feature_names()]
-    failures = list(dataset.problems) + [(dataset.samples[i].id, errors[i]) for i in sorted(errors)]
+    failures = list(dataset.problems) + [(dataset.samples[i].id, cause) for i, cause in sorted(failed.items())]
     total = len(kept) * len(extractors)
-    return FeatureTable(
-        values, names, [dataset.samples[i] for i in kept], [keys[i] for i in kept],
+    originals = [i for i in kept if not items[i].copy]
+    table = FeatureTable(
+        values[: len(originals)], names, [items[i].sample for i in originals], [keys[i] for i in originals],
         FeatureSettings.of(extractors, preprocessing), failures, computed, total - computed,
     )  # fmt: skip
+    if len(kept) > len(originals):  # copies follow the originals (see _work_items)
+        sources = np.searchsorted(np.asarray(originals), source[kept[len(originals) :]])
+        table.augmented = AugmentedRows(values[len(originals) :], sources, augmentation)
+    return table
+
+
+def _work_items(samples: list[Sample], augmentation: Augmentation | None) -> tuple[list[WorkItem], np.ndarray]:
+    """Every sample, then its copies 1..k (copy-major), and the sample index of each item."""
+    copies = augmentation.copies if augmentation is not None else 0
+    items = [WorkItem(s) for s in samples] + [WorkItem(s, k, augmentation) for k in range(1, copies + 1) for s in samples]
+    return items, np.tile(np.arange(len(samples)), copies + 1)
 
 
 def resolve_jobs(jobs: int | None) -> int:
@@ -279,28 +364,28 @@ def resolve_jobs(jobs: int | None) -> int:
     return available if not jobs or jobs < 0 else jobs
 
 
-def _extract_chunk(samples, extractors, namespaces, preprocessing, cache) -> list[_SampleResult]:
+def _extract_chunk(items, extractors, namespaces, preprocessing, cache) -> list[_SampleResult]:
     """Worker task: several samples at once, so per-task overhead is paid once per chunk."""
     cv2.setNumThreads(1)  # one worker per core: OpenCV's own thread pool would oversubscribe it
-    return [_process_sample(s, extractors, namespaces, preprocessing, cache) for s in samples]
+    return [_process_sample(item, extractors, namespaces, preprocessing, cache) for item in items]
 
 
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _run_per_image(samples, extractors, preprocessing, cache, jobs, executor=None) -> Iterator[_SampleResult]:
-    """Results in dataset order, streamed: only feature vectors are ever held, never images."""
+def _run_per_image(items, extractors, preprocessing, cache, jobs, executor=None) -> Iterator[_SampleResult]:
+    """Results in item order, streamed: only feature vectors are ever held, never images."""
     namespaces = [_namespace(e, preprocessing) for e in extractors]
     arguments = (extractors, namespaces, preprocessing, cache)
     if executor is not None:
-        chunks = _chunks(samples, 32)
+        chunks = _chunks(items, 32)
         futures = in_order(lambda chunk: executor.submit(_extract_chunk, chunk, *arguments), chunks, ahead=64)
         return (result for future in futures for result in future.result())
-    workers = min(resolve_jobs(jobs), len(samples))
+    workers = min(resolve_jobs(jobs), len(items))
     if workers <= 1:
-        return (_process_sample(s, *arguments) for s in samples)
-    chunks = _chunks(samples, max(1, min(16, len(samples) // (4 * workers))))
+        return (_process_sample(item, *arguments) for item in items)
+    chunks = _chunks(items, max(1, min(16, len(items) // (4 * workers))))
     parallel = joblib.Parallel(n_jobs=workers, return_as="generator")
     return (result for chunk in parallel(joblib.delayed(_extract_chunk)(c, *arguments) for c in chunks) for result in chunk)
 
@@ -322,7 +407,7 @@ def in_order(submit, items, ahead: int):
         yield current
 
 
-def _run_batched(samples, todo, keys, extractor, preprocessing, cache, batch_size) -> Iterator[tuple[int, _SampleResult]]:
+def _run_batched(items, todo, keys, extractor, preprocessing, cache, batch_size) -> Iterator[tuple[int, _SampleResult]]:
     """Batches of decoded images for a CNN; decoding of the next batch overlaps inference.
 
     ``keys`` holds the cache keys an earlier pass already computed (None where not), so a cache
@@ -332,17 +417,17 @@ def _run_batched(samples, todo, keys, extractor, preprocessing, cache, batch_siz
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
 
     def load(index: int):
-        sample = samples[index]
+        item = items[index]
         try:
             data, key = None, keys[index]
             if key is None:
-                data = read_bytes(sample.path)
-                key = sample_key(data, sample)
+                data = read_bytes(item.sample.path)
+                key = item.key(data)
             cached = cache.get(namespace, key)
             if cached is not None:
                 return index, key, cached, None, None
-            data = data if data is not None else read_bytes(sample.path)
-            return index, key, None, extractor.prepare(load_sample_image(data, sample, preprocessing)), None
+            data = data if data is not None else read_bytes(item.sample.path)
+            return index, key, None, extractor.prepare(item.image(data, preprocessing)), None
         except ImageReadError as exc:
             return index, None, None, None, exc.cause
 
