@@ -91,10 +91,10 @@ def test_model_stores_the_fitted_references_for_predict(tmp_path):
     runner = CliRunner()
     model = tmp_path / "m.bcm"
     result = runner.invoke(app, ["train", str(SAMPLE / "pbc"), "-m", "logreg", "-o", str(model), "--stain", "reinhard",
-                                 "--cell-diameter", "auto", "-f", "color,shape", "-j", "1"])  # fmt: skip
+                                 "--cell-diameter", "auto", "--cell-frame", "1.5", "-f", "color,shape", "-j", "1"])  # fmt: skip
     assert result.exit_code == 0, result.output
     preprocessing = json.loads(runner.invoke(app, ["info", str(model), "--json"]).stdout)["features"]["preprocessing"]
     assert preprocessing["stain"] == "reinhard" and len(preprocessing["stain_target"]) == 6
-    assert preprocessing["cell_diameter"] > 20
+    assert preprocessing["cell_diameter"] > 20 and preprocessing["cell_frame"] == 1.5
     predicted = runner.invoke(app, ["predict", str(model), str(SAMPLE / "pbc" / "platelet")])
     assert predicted.exit_code == 0 and predicted.stdout.count("platelet") >= 10
