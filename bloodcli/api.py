@@ -30,7 +30,7 @@ from bloodcli.features import (
 from bloodcli.features.extraction import FeatureTable, ProgressCallback
 from bloodcli.imaging import decode_image, read_bytes
 from bloodcli.metrics import classification_metrics
-from bloodcli.models import TrainedModel, train_model
+from bloodcli.models import TrainedModel, most_likely, train_model
 from bloodcli.preprocessing import Preprocessing, fit_references
 
 FEATURES_SUFFIX = ".joblib"
@@ -177,7 +177,7 @@ def predict(model: TrainedModel, inputs: Sequence[str | Path], options: RunOptio
     """Predict labels and class probabilities of images, folders, globs or a dataset."""
     table = featurize_for_model(model, list(map(str, inputs)), options, labelled=False)
     probabilities = model.predict_proba(table.values)
-    labels = np.asarray(model.classes, dtype=object)[probabilities.argmax(axis=1)]
+    labels = most_likely(probabilities, model.classes)
     return Predictions([s.id for s in table.samples], labels, probabilities, model.classes, table.failures)
 
 
@@ -215,7 +215,7 @@ def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, s
     truth = align_labels(table.labels, model.classes, label_map)
     unknown = sorted(set(truth) - set(model.classes))
     probabilities = model.predict_proba(table.values)
-    predicted = np.asarray(model.classes, dtype=object)[probabilities.argmax(axis=1)]
+    predicted = most_likely(probabilities, model.classes)
     labels = list(model.classes) + unknown
     padded = np.hstack([probabilities, np.zeros((len(table), len(unknown)))])
     metrics = classification_metrics(truth, predicted, labels, padded)

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
 
 from bloodcli.errors import UsageError
-from bloodcli.features.base import parse_like
+from bloodcli.features.base import settings_from_pairs
 from bloodcli.preprocessing import resize_longer_side
 
 
@@ -80,16 +80,7 @@ class Augmentation:
     @classmethod
     def from_string(cls, spec: str | None) -> Augmentation:
         """Parse ``"copies=4,hed=0.08,flip=false"``; keys left out keep their defaults."""
-        defaults = cls()
-        keys = [f.name for f in fields(cls)]
-        values = {}
-        for item in filter(None, (part.strip() for part in (spec or "").split(","))):
-            key, equals, value = (part.strip() for part in item.partition("="))
-            key = key.lower()
-            if not equals or key not in keys or not value:
-                raise UsageError(f"bad --augment item {item!r}: expected KEY=VALUE with KEY one of {', '.join(keys)}")
-            values[key] = parse_like(getattr(defaults, key), value, f"--augment {key}")
-        return cls(**values)
+        return settings_from_pairs(cls, [item for item in (spec or "").split(",") if item.strip()], "--augment item")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,8 +152,9 @@ def hed_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float) -> np
     """
     from skimage.color import hed_from_rgb, rgb_from_hed
 
-    density = -np.log((rgb + 1.0) / 256.0)  # +1: black pixels have a finite density, and the round trip is exact
-    stains = density @ hed_from_rgb
+    from bloodcli.stain import optical_density
+
+    stains = optical_density(rgb) @ hed_from_rgb  # (rgb + 1) / 256: black has a finite density; the round trip is exact
     alpha = rng.uniform(1 - strength, 1 + strength, 3)
     beta = rng.uniform(-strength, strength, 3)
     return _to_uint8(256.0 * np.exp(-((stains * alpha + beta) @ rgb_from_hed)) - 1.0)

@@ -37,7 +37,7 @@ from bloodcli.evaluation import EvaluationResult, Split, assert_groups_disjoint,
 from bloodcli.features import EXTRACTORS, parse_feature_names, parse_feature_options
 from bloodcli.features.extraction import AugmentedRows, FeatureTable, resolve_jobs
 from bloodcli.metrics import classification_metrics
-from bloodcli.models import CLASSIFIERS, class_probabilities, encode_labels, make_classifier
+from bloodcli.models import CLASSIFIERS, class_probabilities, encode_labels, make_classifier, most_likely
 from bloodcli.preprocessing import Preprocessing
 
 #: Metrics reported per configuration as mean ± std over all folds of all repeats.
@@ -314,14 +314,14 @@ def evaluate_config(
     fold_metrics, fit_ms, chosen = [], [], Counter()
     for (train, test), (probabilities, seconds, params) in zip(fits, outputs):
         assert_groups_disjoint(groups, train, test)
-        predicted = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+        predicted = most_likely(probabilities, classes)
         fold_metrics.append(classification_metrics(labels[test], predicted, classes, probabilities))
         fit_ms.append(1000.0 * seconds / len(train))
         if params:
             chosen[_params_text(params)] += 1
     test_indices = np.concatenate([test for _, test in splits])
     probabilities = np.concatenate([p for p, _, _ in outputs])
-    predictions = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+    predictions = most_likely(probabilities, classes)
     pooled = classification_metrics(labels[test_indices], predictions, classes, probabilities)
     evaluation = EvaluationResult(pooled, fold_metrics, predictions, probabilities, test_indices, "")
     # Tuning picks per fold; report how often each setting won rather than one misleading value.
@@ -399,7 +399,7 @@ def score_on_test(
     estimator, params = _fit(model, values, encode_labels(labels, classes), labels, groups, origin, seed, tune)
     seconds = time.perf_counter() - start
     probabilities = class_probabilities(estimator, test_values, len(classes))
-    predicted = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+    predicted = most_likely(probabilities, classes)
     metrics = classification_metrics(test_labels, predicted, classes, probabilities)
     evaluation = EvaluationResult(metrics, [metrics], predicted, probabilities, np.arange(len(test_labels)), "")
     return [metrics], evaluation, 1000.0 * seconds / len(values), {_params_text(params): 1} if params else {}

@@ -20,7 +20,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train
 from bloodcli.errors import DatasetError, UsageError
 from bloodcli.features.extraction import FeatureTable
 from bloodcli.metrics import SUMMARY_METRICS, classification_metrics
-from bloodcli.models import class_probabilities, fit_classifier
+from bloodcli.models import class_probabilities, fit_classifier, most_likely
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -147,13 +147,13 @@ def evaluate_splits(table: FeatureTable, model: str, splits: list[Split], seed: 
     fold_metrics = []
     all_test, all_proba = [], []
     for (train, test), probabilities in zip(splits, outputs):
-        predicted = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+        predicted = most_likely(probabilities, classes)
         fold_metrics.append(classification_metrics(labels[test], predicted, classes, probabilities))
         all_test.append(test)
         all_proba.append(probabilities)
     test_indices = np.concatenate(all_test)
     probabilities = np.concatenate(all_proba)
-    predictions = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+    predictions = most_likely(probabilities, classes)
     pooled = classification_metrics(labels[test_indices], predictions, classes, probabilities)
     return EvaluationResult(pooled, fold_metrics, predictions, probabilities, test_indices, protocol)
 

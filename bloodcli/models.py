@@ -102,7 +102,7 @@ class TrainedModel:
         return np.asarray(self.estimator.predict_proba(values), dtype=np.float64)
 
     def predict(self, values: np.ndarray) -> np.ndarray:
-        return np.asarray(self.classes, dtype=object)[self.predict_proba(values).argmax(axis=1)]
+        return most_likely(self.predict_proba(values), self.classes)
 
     def _check_width(self, values: np.ndarray) -> None:
         if values.ndim != 2 or values.shape[1] != len(self.feature_names):
@@ -235,6 +235,11 @@ def class_probabilities(estimator, values: np.ndarray, n_classes: int) -> np.nda
     probabilities = np.zeros((len(values), n_classes))
     probabilities[:, estimator.classes_] = estimator.predict_proba(values)
     return probabilities
+
+
+def most_likely(probabilities: np.ndarray, classes) -> np.ndarray:
+    """The class of highest probability in each row (``classes`` in column order)."""
+    return np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
 
 
 def fit_classifier(name: str, values: np.ndarray, labels, classes: list[str], seed: int = 0, jobs: int = 1, client=None):

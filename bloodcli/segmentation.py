@@ -37,7 +37,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from bloodcli.errors import UsageError
-from bloodcli.features.base import disc, fill_holes, parse_like
+from bloodcli.features.base import disc, fill_holes, settings_from_pairs
 from bloodcli.features.shape import REGION_PROPERTIES, region_shape
 
 CLASSES = ("RBC", "WBC", "platelet")
@@ -86,16 +86,7 @@ class SegmentationParams:
     @classmethod
     def from_strings(cls, items: list[str] | None) -> "SegmentationParams":
         """Parameters from ``NAME=VALUE`` strings (command line), the rest left at defaults."""
-        defaults = cls()
-        changes = {}
-        for item in items or []:
-            name, sep, value = item.partition("=")
-            name = name.strip().replace("-", "_")
-            if not sep or not hasattr(defaults, name):
-                known = ", ".join(f.name for f in dataclasses.fields(cls))
-                raise UsageError(f"bad segmentation parameter {item!r} (expected NAME=VALUE; names: {known})")
-            changes[name] = parse_like(getattr(defaults, name), value.strip(), name)
-        return dataclasses.replace(defaults, **changes)
+        return settings_from_pairs(cls, items or [], "segmentation parameter")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -213,6 +213,26 @@ class FeatureExtractor:
         return f"{type(self).__name__}({self.params})"
 
 
+def settings_from_pairs(cls, items, what: str):
+    """An instance of dataclass ``cls`` from ``NAME=VALUE`` strings; names left out keep their defaults.
+
+    Names are case-insensitive and may use ``-`` for ``_``; values take the type of the default
+    (:func:`parse_like`). ``what`` names the settings in the one-line error.
+    """
+    import dataclasses
+
+    defaults = cls()
+    names = [f.name for f in dataclasses.fields(cls)]
+    changes = {}
+    for item in items:
+        name, equals, value = (part.strip() for part in item.partition("="))
+        name = name.lower().replace("-", "_")
+        if not equals or name not in names or not value:
+            raise UsageError(f"bad {what} {item!r}: expected NAME=VALUE with NAME one of {', '.join(names)}")
+        changes[name] = parse_like(getattr(defaults, name), value, f"{what} {name}")
+    return cls(**changes)
+
+
 def parse_like(default, value, name: str = "value"):
     """Convert a command-line string to the type of ``default`` (lists: comma-separated)."""
     if not isinstance(value, str):
