@@ -61,7 +61,7 @@ def time_baseline(files: list[Path]) -> float:
 def time_bloodcli(dataset, jobs: int, cache_dir: Path | None, scheduler: str | None = None) -> tuple[float, object]:
     from bloodcli import api
 
-    options = api.RunOptions(cache_dir=cache_dir, use_cache=cache_dir is not None, jobs=jobs, scheduler=scheduler)
+    options = api.ExecutionOptions(cache_dir=cache_dir, use_cache=cache_dir is not None, jobs=jobs, scheduler=scheduler)
     start = time.perf_counter()
     table = api.featurize(dataset, "glcm,shape,color", options=options)
     return len(dataset) / (time.perf_counter() - start), table
@@ -71,7 +71,7 @@ def peak_rss_mb(manifest: Path) -> float:
     """Peak RSS of a fresh process extracting ``manifest`` with one worker and no cache."""
     code = (
         "import resource, sys; from bloodcli import api; "
-        "api.featurize(sys.argv[1], options=api.RunOptions(use_cache=False, jobs=1)); "
+        "api.featurize(sys.argv[1], options=api.ExecutionOptions(use_cache=False, jobs=1)); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
     output = subprocess.run([sys.executable, "-c", code, str(manifest)], capture_output=True, text=True, check=True)
@@ -94,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     import cv2
 
-    from bloodcli.datasets import load_dataset
+    from bloodcli.io.datasets import load_dataset
 
     cv2.setNumThreads(1)  # per-core figures: no OpenCV thread pool in this process (workers do the same)
 
@@ -123,11 +123,10 @@ def main() -> None:
         print(json.dumps(results), flush=True)
 
         if not args.skip_dask:
+            import dask
             from distributed import LocalCluster
 
-            import dask
-
-            from bloodcli.distributed import WORKER_ENVIRONMENT
+            from bloodcli.pipeline.parallel import WORKER_ENVIRONMENT
 
             rates = {}
             for workers in (1, 2):

@@ -25,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bloodcli.cache import FeatureCache
-from bloodcli.datasets import load_dataset
-from bloodcli.features import build_extractors, extract_features
+from bloodcli.features import build_extractors
 from bloodcli.features.deep import embedding_function
-from bloodcli.features.extraction import load_sample_image, resolve_jobs
-from bloodcli.imaging import read_bytes
-from bloodcli.preprocessing import Preprocessing
+from bloodcli.imaging.preprocessing import Preprocessing
+from bloodcli.io.datasets import load_dataset
+from bloodcli.io.images import read_bytes
+from bloodcli.pipeline.cache import FeatureCache
+from bloodcli.pipeline.parallel import resolve_jobs
+from bloodcli.pipeline.runner import extract_features, load_sample_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_PBC = ROOT.parent / "shared" / "data" / "pbc"

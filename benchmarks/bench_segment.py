@@ -23,8 +23,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: no hidden threading i
 
 import cv2  # noqa: E402
 
-from bloodcli.imaging import atomic_write, read_image  # noqa: E402
-from bloodcli.segmentation import METHODS, segment_image  # noqa: E402
+from bloodcli.io.files import atomic_write  # noqa: E402
+from bloodcli.io.images import read_image
+from bloodcli.segmentation.smear import METHODS, segment_image  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "JPEGImages"
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "bccd" / "JPEGImages"

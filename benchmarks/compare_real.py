@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 from bloodcli import api
-from bloodcli.compare import compare, extractor_kind
-from bloodcli.datasets import Dataset, load_dataset, read_voc_boxes
-from bloodcli.features import parse_feature_names
-from bloodcli.reports import write_comparison_outputs
+from bloodcli.features import extractor_kind, parse_feature_names
+from bloodcli.io.datasets import Dataset, load_dataset, read_voc_boxes
+from bloodcli.learn.compare import compare
+from bloodcli.report.outputs import write_comparison_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -66,7 +66,7 @@ def cold_extraction(source, per_class: int, jobs: int) -> dict:
             chosen.append(sample)
             seen[sample.label] = seen.get(sample.label, 0) + 1
     subset = Dataset(chosen, dataset.source, dataset.kind)
-    options = api.RunOptions(use_cache=False, jobs=jobs)
+    options = api.ExecutionOptions(use_cache=False, jobs=jobs)
     timings = {}
     for name in parse_feature_names("+".join(FEATURE_SETS)):
         opts = {name: FEATURE_OPTIONS[name]} if name in FEATURE_OPTIONS else None
@@ -80,7 +80,7 @@ def cold_extraction(source, per_class: int, jobs: int) -> dict:
 
 def run(name: str, source: Path, args, extra: dict) -> None:
     start = time.perf_counter()
-    options = api.RunOptions(cache_dir=args.cache_dir, jobs=args.jobs)
+    options = api.ExecutionOptions(cache_dir=args.cache_dir, jobs=args.jobs)
     result = compare(source, FEATURE_SETS, args.models, args.folds, args.repeats, args.seed, options, args.tune,
                      feature_options=FEATURE_OPTIONS)  # fmt: skip
     elapsed = time.perf_counter() - start

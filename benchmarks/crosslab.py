@@ -27,11 +27,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from bloodcli import api
-from bloodcli.augmentation import Augmentation
-from bloodcli.compare import compare
-from bloodcli.datasets import Dataset, load_dataset, read_voc_boxes
-from bloodcli.imaging import atomic_write
-from bloodcli.preprocessing import Preprocessing
+from bloodcli.imaging.augmentation import Augmentation
+from bloodcli.imaging.preprocessing import Preprocessing
+from bloodcli.io.datasets import Dataset, load_dataset, read_voc_boxes
+from bloodcli.io.files import atomic_write
+from bloodcli.learn.compare import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--no-variants", action="store_true")
     parser.add_argument("--box-margin", type=float, default=0.1, help="context around each BCCD box (fraction of its size)")
     args = parser.parse_args()
-    options = api.RunOptions(jobs=2, weights=str(WEIGHTS))
+    options = api.ExecutionOptions(jobs=2, weights=str(WEIGHTS))
     train = pbc_white_cells()
     steps = STEPS[: args.steps] + ([] if args.no_variants else VARIANTS)
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,15 +14,15 @@ import time
 from pathlib import Path
 
 from bloodcli import api
-from bloodcli.evaluation import cross_validate
-from bloodcli.models import CLASSIFIERS
+from bloodcli.learn.classifiers import CLASSIFIERS
+from bloodcli.learn.validation import cross_validate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def evaluate_all(source: Path, jobs: int) -> dict:
     start = time.perf_counter()
-    table = api.featurize(source, "glcm,shape,color", options=api.RunOptions(jobs=jobs))
+    table = api.featurize(source, "glcm,shape,color", options=api.ExecutionOptions(jobs=jobs))
     extract_seconds = time.perf_counter() - start
     results = {"dataset": str(source), "n_samples": len(table), "classes": sorted(set(table.labels)),
                "grouped": table.groups is not None, "extract_seconds": round(extract_seconds, 1), "models": {}}  # fmt: skip

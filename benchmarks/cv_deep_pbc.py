@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bloodcli import api
-from bloodcli.evaluation import cross_validate
+from bloodcli.learn.validation import cross_validate
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "sample_data" / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cv_deep_pbc.json")
     args = parser.parse_args()
-    options = api.RunOptions(args.cache_dir, jobs=args.jobs, weights=str(WEIGHTS))
+    options = api.ExecutionOptions(args.cache_dir, jobs=args.jobs, weights=str(WEIGHTS))
     deep_options = {"mobilenetv2": {"alpha": 0.35, "input_size": 224}}
     results = {"dataset": str(args.pbc), "weights": WEIGHTS.name, "protocol": "5-fold stratified CV, seed 0", "runs": {}}
     for label, features in FEATURE_SETS.items():

@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bloodcli.datasets import read_voc_boxes
-from bloodcli.imaging import atomic_write
-from bloodcli.segmentation_eval import segment_files
+from bloodcli.io.datasets import read_voc_boxes
+from bloodcli.io.files import atomic_write
+from bloodcli.segmentation.batch import segment_files
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd"
 RESULTS = Path(__file__).resolve().parent / "results"

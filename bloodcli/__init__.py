@@ -1,18 +1,18 @@
 """bloodcli: classify blood cells in microscope images.
 
-The package is a library first; :mod:`bloodcli.cli` is a thin command-line layer over it.
+A library with a thin command line. The subpackages are the stages a cell image goes through,
+each importing only from the ones below it (checked by ``tests/test_architecture.py``)::
 
-Modules
--------
-datasets       folder-per-class, CSV manifest, Pascal VOC and file/glob inputs
-imaging        robust image decoding (RGB/RGBA/grey/16-bit) and atomic file writes
-preprocessing  resize, blur, CLAHE, grayscale, recorded with the features
-features       registry of feature extractors behind one extraction facade
-cache          fingerprinted joblib feature cache
-models         registry of classifiers, safe model files
-evaluation     stratified and group-aware splits, cross-validation
-metrics        classification metrics
-reports        tables, JSON and plots
+    cli/           one module per group of commands: parse, call api, print
+    api            the workflows users call from Python
+    learn/         classifier registry, splits, the one cross-validation loop, model files, compare
+    report/        metrics, tables, figures, HTML reports
+    segmentation/  whole smears into cells, scored; the batch runner
+    pipeline/      plan and execution options, extraction runner, cache, feature table
+    features/      the extractor registry and the extractors
+    imaging/       masks, preprocessing, stain, augmentation
+    io/            datasets, image decoding, atomic writes
+    settings, errors
 """
 
 __version__ = "0.1.0"

@@ -1,167 +1,107 @@
-"""High-level workflows behind the commands; each is usable directly from Python.
+"""The workflows users call from Python; the command line is a thin layer over them.
+
+Each workflow takes what to compute as a :class:`~bloodcli.pipeline.plan.Plan` (or the values to
+build one) and how to run as :class:`~bloodcli.pipeline.options.ExecutionOptions`, checks every
+option before any image is read, and returns plain result objects.
 
 Examples
 --------
 >>> from bloodcli import api
->>> table = api.featurize("sample_data/pbc", "glcm,shape,color")          # doctest: +SKIP
->>> model, result = api.train(table, "svm", cv=5)                          # doctest: +SKIP
->>> api.evaluate(model, api.featurize_for_model(model, "other_lab/"))     # doctest: +SKIP
->>> run = api.train_and_test("pbc/", "other_lab/", augmentation=Augmentation(copies=4))  # doctest: +SKIP
+>>> table = api.featurize("sample_data/pbc", "glcm,shape,color")                          # doctest: +SKIP
+>>> model, result = api.train(table, "svm", cv=5)                                          # doctest: +SKIP
+>>> api.evaluate(model, api.featurize_for_model(model, "other_lab/"))                     # doctest: +SKIP
+>>> run = api.train_and_test("pbc/", "other_lab/", Plan.build(augmentation=Augmentation(copies=4)))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
-from bloodcli.augmentation import Augmentation
-from bloodcli.cache import FeatureCache, default_cache_dir
-from bloodcli.datasets import Dataset, crop, load_dataset, load_inputs
-from bloodcli.distributed import compute_backend
 from bloodcli.errors import ImageReadError, UsageError
-from bloodcli.evaluation import EvaluationResult, cross_validate, holdout_evaluate
-from bloodcli.features import (
-    build_extractors, deep, extract_features, extractors_from_settings, parse_feature_names, parse_feature_options,
-)  # fmt: skip
-from bloodcli.features.extraction import FeatureTable, ProgressCallback
-from bloodcli.imaging import decode_image, read_bytes
-from bloodcli.metrics import classification_metrics
-from bloodcli.models import TrainedModel, most_likely, train_model
-from bloodcli.preprocessing import Preprocessing, fit_references
+from bloodcli.features import parse_feature_names, parse_feature_sets
+from bloodcli.imaging.augmentation import Augmentation
+from bloodcli.imaging.preprocessing import Preprocessing
+from bloodcli.io.datasets import Dataset, load_dataset, load_inputs
+from bloodcli.io.images import decode_image, read_bytes
+from bloodcli.learn.classifiers import classifier_entry, parse_models
+from bloodcli.learn.compare import ComparisonResult, check_metric, compare_configs
+from bloodcli.learn.labels import most_likely
+from bloodcli.learn.model_file import TrainedModel, train_model
+from bloodcli.learn.splits import TrainingRows
+from bloodcli.learn.validation import (
+    EvaluationResult,
+    ExternalTest,
+    augmentation_note,
+    cross_validate,
+    fit_and_test,
+    holdout_evaluate,
+)
+from bloodcli.pipeline import featurize as features
+from bloodcli.pipeline.options import ExecutionOptions
+from bloodcli.pipeline.parallel import compute_backend
+from bloodcli.pipeline.plan import Plan
+from bloodcli.pipeline.table import FeatureTable
+from bloodcli.pipeline.union import extract_union
 
-FEATURES_SUFFIX = ".joblib"
-
-
-@dataclass
-class RunOptions:
-    """Options shared by every command that computes features."""
-
-    cache_dir: Path | None = None
-    use_cache: bool = True
-    jobs: int | None = None
-    skip_errors: bool = False
-    batch_size: int = 32
-    progress: ProgressCallback | None = None
-    weights: str | None = None  # deep extractors: "imagenet", "none" or a local .h5 file
-    device: str = "auto"  # deep extractors: "cpu", "gpu" or "auto"
-    scheduler: str | None = None  # Dask scheduler address or "local"; default $DASK_SCHEDULER_ADDRESS
-
-    def extraction_kwargs(self) -> dict:
-        return dict(cache=self.cache(), jobs=self.jobs, skip_errors=self.skip_errors, progress=self.progress,
-                    batch_size=self.batch_size)  # fmt: skip
-
-    def cache(self) -> FeatureCache:
-        return FeatureCache((self.cache_dir or default_cache_dir()) if self.use_cache else None)
+__all__ = [
+    "Augmentation", "ExecutionOptions", "Plan", "Preprocessing", "compare", "dataset_info", "evaluate", "featurize",
+    "featurize_for_model", "predict", "segment", "train", "train_and_test",
+]  # fmt: skip
 
 
-def is_features_file(source) -> bool:
-    return str(source).lower().endswith(FEATURES_SUFFIX) and Path(source).is_file()
+def featurize(source, plan: Plan | str = "glcm,shape,color", options: ExecutionOptions | None = None) -> FeatureTable:
+    """Features of a dataset (path or :class:`Dataset`) by ``plan`` (or a feature list), or a features file as it is."""
+    return features.featurize(source, Plan.build(plan) if isinstance(plan, str) else plan, options)
 
 
-def featurize(
-    source: str | Path | Dataset,
-    features: str | Sequence[str] = "glcm,shape,color",
-    preprocessing: Preprocessing = Preprocessing(),
-    feature_options=None,
-    options: RunOptions | None = None,
-    augmentation: Augmentation | None = None,
-) -> FeatureTable:
-    """Features of a dataset (path or :class:`Dataset`), or a saved features file as it is.
-
-    With an enabled ``augmentation``, the table also holds the features of each image's augmented
-    copies (``FeatureTable.augmented``); stain and scale references are fitted on the originals.
-    """
-    options = options or RunOptions()
-    augmentation = augmentation if augmentation is not None and augmentation.enabled else None
-    if not isinstance(source, Dataset) and is_features_file(source):
-        if augmentation is not None:
-            raise UsageError(f"--augment needs images, but {source} is a features file")
-        return FeatureTable.load(source)
-    if options.weights is not None:
-        feature_options = deep.weights_options(parse_feature_names(features), _options_dict(feature_options), options.weights)
-    extractors = build_extractors(features, feature_options)
-    deep.use_device(options.device)
-    dataset = source if isinstance(source, Dataset) else load_dataset(source, skip_errors=options.skip_errors)
-    if preprocessing.needs_fitting:
-        preprocessing = fit_preprocessing(dataset, preprocessing)
-    return _extract(dataset, extractors, preprocessing, options, augmentation)
-
-
-def fit_preprocessing(dataset: Dataset, preprocessing: Preprocessing, max_images: int = 100) -> Preprocessing:
-    """Fit stain/scale references on up to ``max_images`` evenly spaced images of ``dataset``."""
-    step = max(1, len(dataset) // max_images)
-    images = (_sample_image(s) for s in dataset.samples[::step])
-    return fit_references(preprocessing, [i for i in images if i is not None])
-
-
-def _sample_image(sample):
-    try:
-        return crop(decode_image(read_bytes(sample.path), sample.path), sample.box)
-    except ImageReadError:
-        return None
-
-
-def _extract(dataset: Dataset, extractors, preprocessing: Preprocessing, options: RunOptions, augmentation=None) -> FeatureTable:
-    """Run the extraction facade locally or, with a scheduler, on Dask workers."""
-    with compute_backend(options.scheduler) as client:
-        return extract_features(dataset, extractors, preprocessing, executor=client, augmentation=augmentation,
-                                **options.extraction_kwargs())  # fmt: skip
-
-
-def _options_dict(feature_options) -> dict:
-    if feature_options is None or isinstance(feature_options, Mapping):
-        return dict(feature_options or {})
-    return parse_feature_options(feature_options)
-
-
-def featurize_for_model(model: TrainedModel, source, options: RunOptions | None = None, labelled: bool = True) -> FeatureTable:
-    """Features computed exactly as the model's training features were."""
-    options = options or RunOptions()
-    if not isinstance(source, Dataset) and is_features_file(source):
-        table = FeatureTable.load(source)
+def featurize_for_model(model: TrainedModel, source, options: ExecutionOptions | None = None, *,
+                        labelled: bool = True, weights: str | None = None) -> FeatureTable:  # fmt: skip
+    """Features computed exactly as the model's training features were (``weights``: the model's weights file moved)."""
+    table = features.featurize_like(model.settings, source, options, labelled=labelled, weights=weights)
+    if features.is_features_file(source):  # computed elsewhere: refuse other settings
         model.check_compatible(table)
-        return table
-    if isinstance(source, Dataset):
-        dataset = source
-    elif labelled:
-        dataset = load_dataset(source, skip_errors=options.skip_errors)
-    else:
-        dataset = load_inputs(source if isinstance(source, (list, tuple)) else [source], skip_errors=options.skip_errors)
-    settings = model.settings
-    if options.weights is not None:  # the model's weights file lives elsewhere on this machine
-        settings = replace(settings, extractors=deep.override_weights(settings.extractors, options.weights))
-    extractors = extractors_from_settings(settings)
-    deep.use_device(options.device)
-    return _extract(dataset, extractors, settings.preprocessing, options)
+    return table
 
 
-def train(
-    table: FeatureTable, model: str = "svm", *, cv: int | None = None, test_size: float | None = None,
-    seed: int = 0, jobs: int = 1, scheduler: str | None = None,
-) -> tuple[TrainedModel, EvaluationResult | None]:  # fmt: skip
+def train(table: FeatureTable, model: str = "svm", *, cv: int | None = None, test_size: float | None = None,
+          seed: int = 0, options: ExecutionOptions | None = None) -> tuple[TrainedModel, EvaluationResult | None]:  # fmt: skip
     """Fit on all rows; with ``cv`` or ``test_size`` also report held-out metrics first.
 
-    The held-out metrics come from models fitted without the test rows; the returned model is
-    fitted on every row and stores those metrics as its provenance. Augmented copies in the table
-    join only the training parts of their originals, and all of them the final fit. With a Dask
-    ``scheduler``, joblib-parallel work (folds, forests) runs on the cluster and XGBoost trains
-    with xgboost.dask.
+    The held-out metrics come from models fitted without the test rows (references fitted on
+    images included, when the table can refit); the returned model is fitted on every row and
+    stores those metrics as its provenance. Augmented copies join only the training parts of their
+    originals, and all of them the final fit. With a Dask scheduler, joblib-parallel work (folds,
+    forests) runs on the cluster and classifiers that can train there do.
     """
+    options = options or ExecutionOptions()
+    check_training(model, cv, test_size)
     Dataset(table.samples, "training data", "").require_classes(2)
     result = None
-    with compute_backend(scheduler) as client:
+    with compute_backend(options.scheduler) as client:
         if cv:
-            result = cross_validate(table, model, cv, seed, jobs)
+            result = cross_validate(table, model, cv, seed, options.workers)
         elif test_size:
             result = holdout_evaluate(table, model, test_size, seed)
-        trained = train_model(table, model, seed, jobs, client)
+        trained = train_model(table, model, seed, options.workers, client)
     if result is not None:
         trained.metrics = result.summary()
     return trained, result
+
+
+def check_training(model: str, cv: int | None = None, test_size: float | None = None) -> None:
+    """Refuse unusable training options before any image is read."""
+    classifier_entry(model)
+    if cv and test_size:
+        raise UsageError("use either --folds or --test-size, not both")
+    if cv is not None and cv < 2:
+        raise UsageError(f"cross-validation needs at least 2 folds, got {cv}")
+    if test_size is not None and not 0 < test_size < 1:
+        raise UsageError(f"--test-size must be between 0 and 1, got {test_size}")
 
 
 @dataclass
@@ -173,58 +113,26 @@ class Predictions:
     failures: list[tuple[str, str]]
 
 
-def predict(model: TrainedModel, inputs: Sequence[str | Path], options: RunOptions | None = None) -> Predictions:
+def predict(model: TrainedModel, inputs: Sequence[str | Path], options: ExecutionOptions | None = None,
+            weights: str | None = None) -> Predictions:  # fmt: skip
     """Predict labels and class probabilities of images, folders, globs or a dataset."""
-    table = featurize_for_model(model, list(map(str, inputs)), options, labelled=False)
+    table = featurize_for_model(model, list(map(str, inputs)), options, labelled=False, weights=weights)
     probabilities = model.predict_proba(table.values)
-    labels = most_likely(probabilities, model.classes)
-    return Predictions([s.id for s in table.samples], labels, probabilities, model.classes, table.failures)
-
-
-def align_labels(labels, classes: Sequence[str], label_map: Mapping[str, str] | None = None) -> np.ndarray:
-    """Map another dataset's label names onto a model's classes.
-
-    An explicit ``label_map`` (dataset label -> model class) applies first; then labels that
-    match a class ignoring case and surrounding space take that class's spelling.
-    """
-    by_folded_name = {c.strip().casefold(): c for c in classes}
-    label_map = dict(label_map or {})
-
-    def align(label: str) -> str:
-        label = label_map.get(label, label)
-        return by_folded_name.get(str(label).strip().casefold(), label)
-
-    return np.array([align(label) for label in labels], dtype=object)
-
-
-def parse_label_map(spec: str | None) -> dict[str, str]:
-    """Parse ``"NEUTROPHIL=neutrophil,seg=neutrophil"`` into a dictionary."""
-    pairs = [item.split("=", 1) for item in (spec or "").split(",") if item.strip()]
-    if any(len(pair) != 2 or not pair[0].strip() or not pair[1].strip() for pair in pairs):
-        raise UsageError(f"bad --label-map {spec!r}: expected DATASET_LABEL=MODEL_CLASS[,...]")
-    return {source.strip(): target.strip() for source, target in pairs}
+    return Predictions([s.id for s in table.samples], most_likely(probabilities, model.classes), probabilities,
+                       model.classes, table.failures)  # fmt: skip
 
 
 def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, str] | None = None) -> dict:
-    """Metrics of ``model`` on a labelled feature table.
+    """Metrics of ``model`` on a labelled feature table of another dataset.
 
-    Labels are aligned to the model's classes (:func:`align_labels`). The result says how many
-    samples the model was trained on (``n_seen_in_training``) so a score on training data is
-    never mistaken for a held-out score.
+    Labels are aligned to the model's classes; samples whose label is no model class are left
+    out of the metrics and counted (``n_unknown_class``), as in :func:`train_and_test` and
+    ``compare --test``. ``n_seen_in_training`` counts samples the model was trained on, so a
+    score on training data is never mistaken for a held-out score.
     """
-    truth = align_labels(table.labels, model.classes, label_map)
-    unknown = sorted(set(truth) - set(model.classes))
-    probabilities = model.predict_proba(table.values)
-    predicted = most_likely(probabilities, model.classes)
-    labels = list(model.classes) + unknown
-    padded = np.hstack([probabilities, np.zeros((len(table), len(unknown)))])
-    metrics = classification_metrics(truth, predicted, labels, padded)
-    seen = set(model.training_keys)
-    metrics["n_seen_in_training"] = sum(1 for key in table.content_keys if key in seen)
-    metrics["classes_unknown_to_model"] = unknown
-    metrics["n_unknown_class"] = int(np.isin(truth, unknown).sum())
-    metrics["skipped"] = [{"path": p, "reason": r} for p, r in table.failures]
-    return metrics
+    source = table.samples[0].path.parent if table.samples else "dataset"
+    test = ExternalTest.of(source, table, model.classes, model.training_keys, label_map)
+    return test.metrics(test.probabilities_of(model))
 
 
 @dataclass
@@ -237,25 +145,79 @@ class TrainTestRun:
     metrics: dict
 
 
-def train_and_test(
-    train_source, test_source, features: str | Sequence[str] = "glcm,shape,color", model: str = "svm",
-    preprocessing: Preprocessing = Preprocessing(), feature_options=None, options: RunOptions | None = None, *,
-    augmentation: Augmentation | None = None, label_map: Mapping[str, str] | None = None, seed: int = 0, jobs: int = 1,
-) -> TrainTestRun:  # fmt: skip
-    """Fit on every sample of ``train_source`` (and its augmented copies), score on ``test_source``.
+def train_and_test(train_source, test_source, plan: Plan | None = None, options: ExecutionOptions | None = None, *,
+                   label_map: Mapping[str, str] | None = None) -> TrainTestRun:  # fmt: skip
+    """Fit ``plan``'s classifier on every sample of ``train_source`` (and its copies), score on ``test_source``.
 
-    Stain and scale references are fitted on the training images only, and the test features are
-    computed exactly as the model's (:func:`featurize_for_model`): nothing of the test set reaches
-    fitting. Test labels are aligned to the training classes as in :func:`evaluate`.
+    References are fitted on the training images only and the test features are computed with
+    them (:func:`featurize_for_model`): nothing of the test set reaches fitting. Test labels are
+    aligned to the training classes as in :func:`evaluate`.
     """
-    options = options or RunOptions()
-    table = featurize(train_source, features, preprocessing, feature_options, options, augmentation)
-    trained, _ = train(table, model, seed=seed, jobs=jobs, scheduler=options.scheduler)
-    test = featurize_for_model(trained, test_source, options)
-    metrics = evaluate(trained, test, label_map)
+    plan, options = plan or Plan.build(), options or ExecutionOptions()
+    classifier_entry(plan.classifier)
+    table = features.featurize(train_source, plan, options)
+    Dataset(table.samples, str(train_source), "").require_classes(2)
+    test_table = features.featurize_like(table.settings, test_source, options)
+    classes = sorted(set(table.labels))
+    test = ExternalTest.of(test_source, test_table, classes, table.content_keys, label_map)
+    with compute_backend(options.scheduler) as client:
+        estimator, result = fit_and_test(TrainingRows.of(table), test.values, test.labels, plan.classifier,
+                                         seed=plan.seed, jobs=options.workers, client=client)  # fmt: skip
     copies = f" + {len(table.augmented)} augmented copies" if table.augmented is not None else ""
-    metrics["protocol"] = f"trained on {train_source} ({len(table)} samples{copies}); scored on the test set {test_source}"
-    return TrainTestRun(trained, table, test, metrics)
+    protocol = f"trained on {train_source} ({len(table)} samples{copies}); scored on the test set {test_source}"
+    metrics = test.metrics(result.probabilities, protocol + augmentation_note(table))
+    return TrainTestRun(TrainedModel.of(table, estimator, plan.classifier, plan.seed), table, test_table, metrics)
+
+
+def compare(
+    source, feature_sets: Sequence[str] = ("glcm+shape+color",), models: str | Sequence[str] = "svm,rf,logreg,xgboost", *,
+    folds: int = 5, repeats: int = 3, seed: int = 0, tune: bool = False, metric: str = "balanced_accuracy",
+    preprocessing: Preprocessing = Preprocessing(), feature_options=None, weights: str | None = None,
+    augmentation: Augmentation | None = None, test=None, label_map: Mapping[str, str] | None = None,
+    options: ExecutionOptions | None = None,
+) -> ComparisonResult:  # fmt: skip
+    """Score every (feature set, model) pair on the same repeated, stratified, group-aware folds.
+
+    With ``test``, fit every pair on all of ``source`` instead and score it once on ``test``, whose
+    features use the training set's fitted references. ``source`` may be a features ``.joblib``
+    file (no image work at all). See :mod:`bloodcli.learn.compare`.
+    """
+    options = options or ExecutionOptions()
+    sets, model_names = parse_feature_sets(feature_sets), parse_models(models)
+    check_metric(metric)
+    if repeats < 1:
+        raise UsageError(f"--repeats must be at least 1, got {repeats}")
+    if test is None and folds < 2:
+        raise UsageError(f"cross-validation needs at least 2 folds, got {folds}")
+    needed = parse_feature_names([n for s in sets for n in s])
+    plan = Plan.build(needed, feature_options, weights=weights, preprocessing=preprocessing, augmentation=augmentation, seed=seed)
+    table, spans, timings = extract_union(source, plan, options)
+    Dataset(table.samples, str(source), "").require_classes(2)
+    held_out = None
+    if test is not None:
+        test_table = features.featurize_like(table.settings, test, options)
+        held_out = ExternalTest.of(test, test_table, sorted(set(table.labels)), table.content_keys, label_map)
+    return compare_configs(table, spans, timings, sets, model_names, folds=folds, repeats=repeats, seed=seed,
+                           jobs=options.workers, tune=tune, metric=metric, test=held_out, source=str(source))  # fmt: skip
+
+
+def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed", params=None, *, crops: bool = False,
+            voc_dir=None, mask_dir=None, options: ExecutionOptions | None = None):  # fmt: skip
+    """Segment smear images (files, folders, globs or a VOC folder) into cells, writing ``out_dir``.
+
+    Returns the :class:`~bloodcli.segmentation.batch.SegmentRun` and the input files that could not be listed.
+    """
+    from bloodcli.segmentation.batch import segment_files
+
+    options = options or ExecutionOptions()
+    dataset = load_inputs(inputs, skip_errors=options.skip_errors)
+    paths = list(dict.fromkeys(s.path for s in dataset.samples))  # a VOC folder lists an image once per box
+    with compute_backend(options.scheduler) as client:
+        run = segment_files(paths, out_dir, method, params, crops=crops, voc_dir=voc_dir, mask_dir=mask_dir,
+                            jobs=options.workers, skip_errors=options.skip_errors, progress=options.progress,
+                            executor=client)  # fmt: skip
+    run.failures = list(dataset.problems) + run.failures
+    return run
 
 
 def dataset_info(source: str | Path, skip_errors: bool = True, check_images: bool = True) -> dict:
@@ -280,3 +242,25 @@ def dataset_info(source: str | Path, skip_errors: bool = True, check_images: boo
         "image_sizes": dict(sizes.most_common()),
         "unreadable": [{"path": p, "reason": r} for p, r in unreadable],
     }
+
+
+def model_info(path: str | Path) -> dict:
+    """What a model file records: classifier, classes, feature settings, provenance and held-out metrics."""
+    from bloodcli.learn.model_file import MODEL_FORMAT
+
+    trained = TrainedModel.load(path)
+    return {
+        "format": MODEL_FORMAT, "model": trained.name, "classes": trained.classes,
+        "features": trained.settings.to_dict(), "n_features": len(trained.feature_names),
+        "provenance": trained.provenance, "metrics": trained.metrics,
+    }  # fmt: skip
+
+
+def info(target: str | Path) -> dict:
+    """:func:`model_info` of a model file, else :func:`dataset_info`."""
+    path = Path(target)
+    if path.is_file():
+        with open(path, "rb") as handle:
+            if handle.read(4) == b"PK\x03\x04":
+                return model_info(path)
+    return dataset_info(target)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bloodcli.features import EXTRACTORS, FeatureExtractor
+from bloodcli.features import EXTRACTORS
+from bloodcli.features.base import FeatureExtractor
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"

@@ -5,15 +5,16 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import SAMPLE
 from typer.testing import CliRunner
 
-from bloodcli import api, compare, evaluation
-from bloodcli.augmentation import Augmentation, hed_jitter
+from bloodcli import api
 from bloodcli.cli import app
 from bloodcli.errors import UsageError
-from bloodcli.imaging import decode_image, read_bytes
-from bloodcli.models import train_model
-from conftest import SAMPLE
+from bloodcli.imaging.augmentation import Augmentation, hed_jitter
+from bloodcli.io.images import decode_image, read_bytes
+from bloodcli.learn import splits, validation
+from bloodcli.learn.model_file import train_model
 
 OFF = Augmentation(copies=1, hed=0, brightness=0, contrast=0, blur=0, scale=0, rotate=False, flip=False)
 
@@ -25,7 +26,7 @@ def cell_image():
 
 
 def _features(dataset, augmentation, cache, spec="glcm,color", jobs=1):
-    return api.featurize(dataset, spec, augmentation=augmentation, options=api.RunOptions(cache_dir=cache, jobs=jobs))
+    return api.featurize(dataset, api.Plan.build(spec, augmentation=augmentation), api.ExecutionOptions(cache_dir=cache, jobs=jobs))
 
 
 def test_a_copy_depends_only_on_seed_key_and_copy_index(cell_image):
@@ -96,15 +97,15 @@ def test_batched_extractors_featurize_copies_too(small_dataset, tmp_path, fake_d
 
 @pytest.fixture
 def split_spy(monkeypatch):
-    """Record every split that cross-validation and compare fit on (both import expand_split)."""
-    calls, expand_split = [], evaluation.expand_split
+    """Record every split that cross-validation, compare and tuning fit on."""
+    calls, expand_split = [], splits.expand_split
 
     def spy(split, origin):
         calls.append((split, origin, expand_split(split, origin)))
         return calls[-1][2]
 
-    monkeypatch.setattr(evaluation, "expand_split", spy)
-    monkeypatch.setattr(compare, "expand_split", spy)
+    monkeypatch.setattr(validation, "expand_split", spy)
+    monkeypatch.setattr(splits, "expand_split", spy)
     return calls
 
 
@@ -125,12 +126,12 @@ def _assert_no_leak(calls, source_index, n_originals, outer_folds):
 
 def test_augmented_copies_never_reach_evaluation_folds(small_dataset, tmp_path, split_spy):
     table = _features(small_dataset, Augmentation(copies=2), tmp_path / "cache", spec="color")
-    result = evaluation.cross_validate(table, "logreg", folds=3)
+    result = validation.cross_validate(table, "logreg", folds=3)
     _assert_no_leak(split_spy, table.augmented.source_index, 12, outer_folds=3)
     assert sorted(result.test_indices) == list(range(12)) and "scored on originals only" in result.protocol
     split_spy.clear()
-    compared = compare.compare(small_dataset, ["color"], ["logreg"], folds=2, repeats=2, tune=True,
-                               options=api.RunOptions(cache_dir=tmp_path / "cache", jobs=1), augmentation=Augmentation(copies=2))  # fmt: skip
+    compared = api.compare(small_dataset, ["color"], ["logreg"], folds=2, repeats=2, tune=True,
+                               options=api.ExecutionOptions(cache_dir=tmp_path / "cache", jobs=1), augmentation=Augmentation(copies=2))  # fmt: skip
     np.testing.assert_array_equal(compared.augmented.source_index, table.augmented.source_index)
     assert len(split_spy) > 4  # the 4 outer folds and the inner tuning folds
     _assert_no_leak(split_spy, table.augmented.source_index, 12, outer_folds=4)

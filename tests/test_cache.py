@@ -1,10 +1,11 @@
 import joblib
 import numpy as np
 
-from bloodcli.cache import FeatureCache
-from bloodcli.datasets import load_dataset
-from bloodcli.features import build_extractors, extract_features
-from bloodcli.preprocessing import Preprocessing
+from bloodcli.features import build_extractors
+from bloodcli.imaging.preprocessing import Preprocessing
+from bloodcli.io.datasets import load_dataset
+from bloodcli.pipeline.cache import FeatureCache
+from bloodcli.pipeline.runner import extract_features
 
 
 def _extract(dataset, cache, spec="glcm,shape,color", options=None, preprocessing=Preprocessing(), jobs=1):

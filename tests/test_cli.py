@@ -6,10 +6,10 @@ import json
 import shutil
 
 import pytest
+from conftest import SAMPLE
 from typer.testing import CliRunner
 
 from bloodcli.cli import app
-from conftest import SAMPLE
 
 runner = CliRunner()
 

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, SAMPLE
 from typer.testing import CliRunner
 
 from bloodcli import api
 from bloodcli.cli import app
-from bloodcli.compare import compare, corrected_resampled_ttest, extractor_kind, feature_set_kind, wilcoxon_p_value
 from bloodcli.errors import UsageError
-from bloodcli.reports import write_comparison_outputs
-from conftest import ROOT, SAMPLE
+from bloodcli.features import extractor_kind, feature_set_kind
+from bloodcli.api import compare
+from bloodcli.learn.statistics import corrected_resampled_ttest, wilcoxon_p_value
+from bloodcli.report.outputs import write_comparison_outputs
 
 runner = CliRunner()
 CHROMIUM = Path("/usr/bin/chromium")
@@ -23,7 +25,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 @pytest.fixture(scope="module")
 def pbc_result(tmp_path_factory, fake_deep):
     """One small comparison shared by several tests: classical, deep (fake) and fused sets."""
-    options = api.RunOptions(cache_dir=tmp_path_factory.mktemp("cache"), jobs=2)
+    options = api.ExecutionOptions(cache_dir=tmp_path_factory.mktemp("cache"), jobs=2)
     return compare(SAMPLE / "pbc", ["glcm", "color", "fakedeep", "color+fakedeep"], ["logreg", "svm"], folds=3, repeats=2,
                    seed=0, options=options)  # fmt: skip
 
@@ -74,7 +76,7 @@ def test_result_dict_best_and_paired_test(pbc_result):
 
 
 def test_same_seed_gives_identical_results_file(pbc_result, tmp_path, fake_deep):
-    options = api.RunOptions(cache_dir=tmp_path / "cache", jobs=1)
+    options = api.ExecutionOptions(cache_dir=tmp_path / "cache", jobs=1)
     again = compare(SAMPLE / "pbc", ["glcm", "color", "fakedeep", "color+fakedeep"], ["logreg", "svm"], folds=3, repeats=2,
                     seed=0, options=options)  # fmt: skip
     write_comparison_outputs(tmp_path / "a", pbc_result)
@@ -87,7 +89,7 @@ def test_same_seed_gives_identical_results_file(pbc_result, tmp_path, fake_deep)
 
 def test_groups_never_straddle_folds_on_voc_boxes(tmp_path):
     result = compare(SAMPLE / "bccd", ["color"], ["logreg"], folds=3, repeats=2, seed=0,
-                     options=api.RunOptions(cache_dir=tmp_path / "cache", jobs=1))  # fmt: skip
+                     options=api.ExecutionOptions(cache_dir=tmp_path / "cache", jobs=1))  # fmt: skip
     assert result.grouped
     groups = np.array([s.path.stem for s in api.featurize(SAMPLE / "bccd", "color").samples])
     assert len(set(groups)) == 8 and len(result.splits) == 6
@@ -98,7 +100,7 @@ def test_groups_never_straddle_folds_on_voc_boxes(tmp_path):
 
 def test_features_file_source_needs_no_image_work_and_matches(tmp_path, pbc_result):
     path = tmp_path / "feats.joblib"
-    api.featurize(SAMPLE / "pbc", "glcm,color", options=api.RunOptions(cache_dir=tmp_path / "cache")).save(path)
+    api.featurize(SAMPLE / "pbc", "glcm,color", options=api.ExecutionOptions(cache_dir=tmp_path / "cache")).save(path)
     result = compare(path, ["color", "glcm"], ["logreg"], folds=3, repeats=2, seed=0)
     assert all(t.n_computed == 0 and t.ms_per_sample is None for t in result.extraction)
     reference = {(c.features, c.model): c for c in pbc_result.configs}
@@ -110,8 +112,8 @@ def test_features_file_source_needs_no_image_work_and_matches(tmp_path, pbc_resu
 
 def test_tuning_chooses_parameters_inside_training_folds(tmp_path):
     result = compare(SAMPLE / "pbc", ["color"], ["logreg"], folds=2, repeats=1, tune=True,
-                     options=api.RunOptions(cache_dir=tmp_path / "cache", jobs=1))  # fmt: skip
-    chosen = result.configs[0].chosen_params
+                     options=api.ExecutionOptions(cache_dir=tmp_path / "cache", jobs=1))  # fmt: skip
+    chosen = result.configs[0].evaluation.chosen_params
     assert sum(chosen.values()) == 2 and all(key.startswith("C=") for key in chosen)
     assert "tuned by inner CV" in result.to_dict()["protocol"]
 
@@ -172,7 +174,7 @@ def test_report_is_self_contained_and_renders_in_a_headless_browser(pbc_result, 
     text = report.read_text()
     assert text.count("data:image/png;base64,") >= 5  # bar chart + confusion and ROC of best classical and deep
     assert 'src="http' not in text and 'href="http' not in text and "<script" not in text
-    assert pbc_result.sentence() in html.unescape(text)
+    assert pbc_result.to_dict()["sentence"] in html.unescape(text)
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium; scripts/test.sh does it when run as root)")
     shots = _load_screenshot_script()

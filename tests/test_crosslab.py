@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SAMPLE, synthetic_cell
 from typer.testing import CliRunner
 
-from bloodcli.api import align_labels, parse_label_map
 from bloodcli.cli import app
 from bloodcli.errors import UsageError
 from bloodcli.features.texture import hematoxylin_channel
-from conftest import SAMPLE, synthetic_cell
+from bloodcli.learn.labels import align_labels, parse_label_map
 
 
 def test_labels_align_by_case_and_explicit_map():

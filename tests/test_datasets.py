@@ -1,10 +1,10 @@
 import shutil
 
 import pytest
-
-from bloodcli.datasets import crop, load_dataset, load_inputs, read_voc_boxes
-from bloodcli.errors import DatasetError
 from conftest import SAMPLE
+
+from bloodcli.errors import DatasetError
+from bloodcli.io.datasets import crop, load_dataset, load_inputs, read_voc_boxes
 
 
 def test_class_folders():

@@ -13,16 +13,17 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT, SAMPLE
 from typer.testing import CliRunner
 
 from bloodcli import api
-from bloodcli.cache import FeatureCache
 from bloodcli.cli import app
-from bloodcli.datasets import load_dataset
 from bloodcli.errors import ResourceUnavailableError, UsageError
-from bloodcli.features import EXTRACTORS, FeatureTable, build_extractors, extract_features
-from bloodcli.features import deep
-from conftest import ROOT, SAMPLE
+from bloodcli.features import EXTRACTORS, build_extractors, deep
+from bloodcli.io.datasets import load_dataset
+from bloodcli.pipeline.cache import FeatureCache
+from bloodcli.pipeline.runner import extract_features
+from bloodcli.pipeline.table import FeatureTable
 
 WEIGHTS = SAMPLE / "weights"
 MOBILENETV2 = WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
@@ -133,10 +134,10 @@ def test_second_extraction_is_served_from_cache(small_dataset, tmp_path):
 
 
 def test_fused_features_through_the_api(small_dataset):
-    options = api.RunOptions(jobs=1, weights=str(MOBILENETV2))
-    table = api.featurize(small_dataset, "glcm,shape,color,mobilenetv2", feature_options=["mobilenetv2.alpha=0.35",
-                          "mobilenetv2.input_size=96"], options=options)  # fmt: skip
-    classical = api.featurize(small_dataset, "glcm,shape,color", options=api.RunOptions(jobs=1))
+    plan = api.Plan.build("glcm,shape,color,mobilenetv2", ["mobilenetv2.alpha=0.35", "mobilenetv2.input_size=96"],
+                          weights=str(MOBILENETV2))  # fmt: skip
+    table = api.featurize(small_dataset, plan, api.ExecutionOptions(jobs=1))
+    classical = api.featurize(small_dataset, "glcm,shape,color", options=api.ExecutionOptions(jobs=1))
     assert table.values.shape == (12, classical.values.shape[1] + 1280)
     np.testing.assert_allclose(table.values[:, : classical.values.shape[1]], classical.values)
     assert table.feature_names[-1] == "mobilenetv2_1279"

@@ -2,16 +2,16 @@
 
 import numpy as np
 import pytest
+from conftest import SAMPLE
 
 from bloodcli import api
-from bloodcli.distributed import compute_backend, resolve_scheduler
-from bloodcli.models import train_model
-from conftest import SAMPLE
+from bloodcli.learn.model_file import train_model
+from bloodcli.pipeline.parallel import compute_backend, resolve_scheduler
 
 
 @pytest.fixture(scope="module")
 def local_table():
-    return api.featurize(SAMPLE / "pbc", "glcm,shape,color", options=api.RunOptions(use_cache=False, jobs=1))
+    return api.featurize(SAMPLE / "pbc", "glcm,shape,color", options=api.ExecutionOptions(use_cache=False, jobs=1))
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +23,12 @@ def cluster_address():
 
 
 def test_extraction_on_the_cluster_equals_the_local_run(local_table, cluster_address, tmp_path):
-    options = api.RunOptions(cache_dir=tmp_path / "cache", scheduler=cluster_address)
+    options = api.ExecutionOptions(cache_dir=tmp_path / "cache", scheduler=cluster_address)
     remote = api.featurize(SAMPLE / "pbc", "glcm,shape,color", options=options)
     np.testing.assert_array_equal(remote.values, local_table.values)
     assert [s.path for s in remote.samples] == [s.path for s in local_table.samples]
     assert remote.n_computed == 180  # the workers wrote the shared cache ...
-    again = api.featurize(SAMPLE / "pbc", "glcm,shape,color", options=api.RunOptions(cache_dir=tmp_path / "cache"))
+    again = api.featurize(SAMPLE / "pbc", "glcm,shape,color", options=api.ExecutionOptions(cache_dir=tmp_path / "cache"))
     assert again.n_computed == 0  # ... which a local run then reuses
 
 
@@ -41,8 +41,8 @@ def test_xgboost_dask_model_predicts_like_the_local_model(local_table, cluster_a
 
 
 def test_random_forest_cross_validation_through_the_joblib_dask_backend(local_table, cluster_address):
-    local, _ = api.train(local_table, "rf", cv=3, seed=0, jobs=2)
-    remote, _ = api.train(local_table, "rf", cv=3, seed=0, jobs=2, scheduler=cluster_address)
+    local, _ = api.train(local_table, "rf", cv=3, seed=0, options=api.ExecutionOptions(jobs=2))
+    remote, _ = api.train(local_table, "rf", cv=3, seed=0, options=api.ExecutionOptions(jobs=2, scheduler=cluster_address))
     assert remote.metrics["accuracy"] == local.metrics["accuracy"]
 
 

@@ -3,8 +3,8 @@ import pytest
 from sklearn.metrics import f1_score, precision_score, roc_auc_score
 
 from bloodcli.errors import DatasetError
-from bloodcli.evaluation import assert_groups_disjoint, holdout_split, make_folds
-from bloodcli.metrics import classification_metrics, specificity_per_class
+from bloodcli.learn.splits import assert_groups_disjoint, holdout_split, make_folds
+from bloodcli.report.metrics import classification_metrics, specificity_per_class
 
 
 def _grouped(n_groups=30, per_group=4, seed=0):

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from bloodcli import api
 from bloodcli.cli import app
-from bloodcli.compare import compare
-from bloodcli.preprocessing import Preprocessing
+from bloodcli.imaging.preprocessing import Preprocessing
+from bloodcli.api import compare
 
 runner = CliRunner()
 
@@ -41,16 +41,16 @@ def test_compare_scores_every_configuration_on_the_test_set(small_dataset, other
 
 def test_test_features_use_the_training_sets_stain_reference(small_dataset, other_lab, tmp_path):
     stain = Preprocessing(stain="reinhard")
-    options = api.RunOptions(cache_dir=tmp_path / "cache", jobs=1)
+    options = api.ExecutionOptions(cache_dir=tmp_path / "cache", jobs=1)
     result = compare(small_dataset, ["color"], ["logreg"], preprocessing=stain, test=other_lab, options=options)
-    fitted = api.featurize(small_dataset, "color", stain, options=options).settings.preprocessing
-    as_training = api.featurize(other_lab, "color", fitted, options=options)
-    fitted_on_test = api.featurize(other_lab, "color", stain, options=options)
+    fitted = api.featurize(small_dataset, api.Plan.build("color", preprocessing=stain), options).settings.preprocessing
+    as_training = api.featurize(other_lab, api.Plan.build("color", preprocessing=fitted), options)
+    fitted_on_test = api.featurize(other_lab, api.Plan.build("color", preprocessing=stain), options)
     known = as_training.labels != "blast"
     np.testing.assert_array_equal(result.test.values, as_training.values[known])
     assert not np.allclose(fitted_on_test.values, as_training.values)  # so a reference fitted on TEST would show
     assert result.configs[0].evaluation.metrics["n_samples"] == 8
-    trained = api.train_and_test(small_dataset, other_lab, "color", "logreg", stain, options=options)
+    trained = api.train_and_test(small_dataset, other_lab, api.Plan.build("color", preprocessing=stain, classifier="logreg"), options)
     assert trained.model.settings.preprocessing == fitted == trained.test.settings.preprocessing
     np.testing.assert_array_equal(trained.test.values, as_training.values)
 
@@ -60,10 +60,11 @@ def test_evaluate_trains_on_one_dataset_and_scores_another(small_dataset, other_
     result = run(*args)
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
-    assert metrics["n_samples"] == 10 and metrics["n_seen_in_training"] == 0 and "not held-out" not in result.stderr
+    # the two "blast" samples (no training class) are left out of the metrics, as compare --test does
+    assert metrics["n_samples"] == 8 and metrics["n_seen_in_training"] == 0 and "not held-out" not in result.stderr
     assert metrics["per_class"]["lymphocyte"]["support"] == 4 and metrics["per_class"]["neutrophil"]["support"] == 4
     assert metrics["classes_unknown_to_model"] == ["blast"] and metrics["n_unknown_class"] == 2
-    assert "2 sample(s) have labels the model does not know (blast)" in result.stderr
+    assert "2 sample(s) left out of the metrics: their labels are no class of the model (blast)" in result.stderr
     assert "12 samples + 12 augmented copies" in metrics["protocol"]
     mapped = json.loads(run(*args, "--label-map", "blast=neutrophil").stdout)
     assert mapped["classes_unknown_to_model"] == [] and mapped["per_class"]["neutrophil"]["support"] == 6

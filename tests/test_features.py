@@ -1,13 +1,19 @@
 import numpy as np
 import pytest
+from conftest import SAMPLE, synthetic_cell
 from skimage.feature import graycomatrix, graycoprops
 
 from bloodcli.errors import UsageError
-from bloodcli.features import EXTRACTORS, CellImage, build_extractors, parse_feature_names
-from bloodcli.features.texture import GLCM_PROPERTIES, glcm, glcm_offsets, glcm_properties
-from bloodcli.imaging import read_image
-from bloodcli.preprocessing import Preprocessing
-from conftest import SAMPLE, synthetic_cell
+from bloodcli.features import EXTRACTORS, build_extractors, parse_feature_names
+from bloodcli.features.base import CellImage
+from bloodcli.features.texture import (
+    GLCM_PROPERTIES,
+    glcm,
+    glcm_offsets,
+    glcm_properties,
+)
+from bloodcli.imaging.preprocessing import Preprocessing
+from bloodcli.io.images import read_image
 
 # Golden values: recomputing them must give the same numbers; a change means every cached
 # feature and every trained model changes too (bump the extractor's version).

@@ -3,11 +3,12 @@ import io
 import numpy as np
 import pytest
 import tifffile
+from conftest import SAMPLE
 from PIL import Image
 
 from bloodcli.errors import ImageReadError
-from bloodcli.imaging import atomic_write, decode_image, read_image, to_rgb8
-from conftest import SAMPLE
+from bloodcli.io.files import atomic_write
+from bloodcli.io.images import decode_image, read_image, to_rgb8
 
 
 def _png(array, mode=None) -> bytes:
@@ -96,7 +97,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
 def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
     import os
 
-    from bloodcli.imaging import _UMASK
+    from bloodcli.io.files import _UMASK
 
     with atomic_write(tmp_path / "result.csv", "w") as handle:
         handle.write("a,b\n")

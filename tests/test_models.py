@@ -6,16 +6,17 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import SAMPLE
 
 from bloodcli import api
 from bloodcli.errors import ModelFileError
-from bloodcli.models import CLASSIFIERS, TrainedModel, train_model
-from conftest import SAMPLE
+from bloodcli.learn.classifiers import CLASSIFIERS
+from bloodcli.learn.model_file import TrainedModel, train_model
 
 
 @pytest.fixture(scope="module")
 def sample_table():
-    return api.featurize(SAMPLE / "pbc", "glcm,shape,color", options=api.RunOptions(use_cache=False, jobs=2))
+    return api.featurize(SAMPLE / "pbc", "glcm,shape,color", options=api.ExecutionOptions(use_cache=False, jobs=2))
 
 
 @pytest.mark.parametrize("name", sorted(CLASSIFIERS))
@@ -35,7 +36,7 @@ def test_each_classifier_trains_saves_loads_and_predicts(name, sample_table, tmp
 
 
 def test_cross_validated_training_is_well_above_chance(sample_table):
-    model, result = api.train(sample_table, "svm", cv=5, seed=0, jobs=2)
+    model, result = api.train(sample_table, "svm", cv=5, seed=0, options=api.ExecutionOptions(jobs=2))
     assert result.metrics["accuracy"] > 0.8 and result.metrics["n_samples"] == 60
     assert model.metrics["protocol"].startswith("5-fold stratified")
     assert len(result.fold_metrics) == 5
@@ -94,11 +95,12 @@ def test_features_of_other_width_are_refused(sample_table):
 
 def test_classical_features_separate_the_eight_pbc_classes():
     """Real data when present: a tenth of ../shared/data/pbc (320 crops, 8 classes), 3-fold CV."""
-    from bloodcli.datasets import load_dataset
-    from bloodcli.evaluation import cross_validate
     from conftest import require_shared
 
+    from bloodcli.io.datasets import load_dataset
+    from bloodcli.learn.validation import cross_validate
+
     dataset = load_dataset(require_shared("pbc"))
-    table = api.featurize(dataset.subset(range(0, len(dataset), 10)), options=api.RunOptions(jobs=2))
+    table = api.featurize(dataset.subset(range(0, len(dataset), 10)), options=api.ExecutionOptions(jobs=2))
     metrics = cross_validate(table, "svm", folds=3, seed=0, jobs=2).metrics
     assert len(metrics["labels"]) == 8 and metrics["accuracy"] > 0.85

@@ -20,11 +20,11 @@ import zlib
 import numpy as np
 import pytest
 import tifffile
+from conftest import SAMPLE
 from PIL import Image
 from typer.testing import CliRunner
 
 from bloodcli.cli import app
-from conftest import SAMPLE
 
 runner = CliRunner()
 
@@ -145,7 +145,7 @@ def _class_tree(tmp_path, counts: dict[str, int]):
         ("missing_dataset", 3, "no such file or folder"),
         ("unknown_model", 2, "unknown model"),
         ("unknown_feature", 2, "unknown feature extractor"),
-        ("cv_and_test_size", 2, "either --cv or --test-size"),
+        ("cv_and_test_size", 2, "either --folds or --test-size"),
         ("bad_preprocessing", 2, "--median must be an odd number"),
     ],
 )  # fmt: skip
@@ -224,7 +224,7 @@ def _cli(*args) -> list[str]:
 
 
 def _features(path):
-    from bloodcli.features.extraction import FeatureTable
+    from bloodcli.pipeline.table import FeatureTable
 
     return FeatureTable.load(path)
 

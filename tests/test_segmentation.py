@@ -9,15 +9,27 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from conftest import SAMPLE, require_shared
 from typer.testing import CliRunner
 
 from bloodcli.cli import app
-from bloodcli.datasets import load_dataset, read_voc_boxes
 from bloodcli.errors import UsageError
-from bloodcli.imaging import read_image
-from bloodcli.segmentation import CLASSES, SegmentationParams, draw_overlay, segment_image
-from bloodcli.segmentation_eval import ImageScore, box_iou, mask_overlap, match_boxes, score_image, summarize
-from conftest import SAMPLE, require_shared
+from bloodcli.io.datasets import load_dataset, read_voc_boxes
+from bloodcli.io.images import read_image
+from bloodcli.segmentation.scoring import (
+    ImageScore,
+    box_iou,
+    mask_overlap,
+    match_boxes,
+    score_image,
+    summarize,
+)
+from bloodcli.segmentation.smear import (
+    CLASSES,
+    SegmentationParams,
+    draw_overlay,
+    segment_image,
+)
 
 BCCD = SAMPLE / "bccd"
 runner = CliRunner()
@@ -84,7 +96,7 @@ def test_hsv_method_finds_the_same_white_cells(segmentations):
 
 
 def test_clumps_are_cut_into_cell_sized_parts():
-    from bloodcli.segmentation import _split_clumps
+    from bloodcli.segmentation.smear import _split_clumps
 
     labels = np.zeros((100, 200), np.int32)
     cv2.circle(labels, (40, 50), 20, 1, -1)  # one cell: left whole
@@ -276,7 +288,7 @@ def test_cli_usage_errors(tmp_path):
 
 def test_full_bccd_subset_scores():
     root = require_shared("bccd")
-    from bloodcli.segmentation_eval import find_truth
+    from bloodcli.segmentation.scoring import find_truth
 
     scores = []
     for path in sorted((root / "JPEGImages").glob("*.jpg"))[::12]:  # 31 images: a fast spot check

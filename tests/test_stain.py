@@ -5,15 +5,22 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import SAMPLE
 from typer.testing import CliRunner
 
 from bloodcli.cli import app
-from bloodcli.imaging import read_image
-from bloodcli.preprocessing import Preprocessing, fit_references
-from bloodcli.stain import (
-    _central_cell, _stained, cell_diameter, frame_cell, macenko_statistics, normalise_stain, reinhard_statistics, rescale_to_cell_diameter,
-)  # fmt: skip
-from conftest import SAMPLE
+from bloodcli.imaging.preprocessing import Preprocessing, fit_references
+from bloodcli.imaging.stain import (  # fmt: skip
+    _central_cell,
+    _stained,
+    cell_diameter,
+    frame_cell,
+    macenko_statistics,
+    normalise_stain,
+    reinhard_statistics,
+    rescale_to_cell_diameter,
+)
+from bloodcli.io.images import read_image
 
 REFERENCE = SAMPLE / "pbc" / "neutrophil" / "BNE_225075.jpg"
 

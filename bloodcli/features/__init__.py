@@ -1,12 +1,14 @@
-"""Feature extractors: a name -> class registry behind one extraction facade.
+"""The feature-extractor registry: one entry per extractor, name -> :class:`FeatureExtractor` subclass.
 
-Adding an extractor is one entry in :data:`EXTRACTORS` (a :class:`FeatureExtractor` subclass).
+Adding an extractor is one module with its class and one entry in :data:`EXTRACTORS`; everything
+else (the CLI's ``bloodcli features`` list, option validation, cache fingerprints, the contract
+test) reads the registry. Running extractors over a dataset is :mod:`bloodcli.pipeline`'s job.
 
 Examples
 --------
->>> from bloodcli.features import build_extractors, extract_features
->>> extractors = build_extractors("glcm,shape,color")
->>> table = extract_features(dataset, extractors)          # doctest: +SKIP
+>>> from bloodcli.features import build_extractors
+>>> [e.name for e in build_extractors("glcm,shape,color")]
+['glcm', 'shape', 'color']
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ from bloodcli.errors import ModelFileError, UsageError
 from bloodcli.features.base import CellImage, FeatureExtractor
 from bloodcli.features.color import ColorExtractor
 from bloodcli.features.deep import (
-    EfficientNetB0Extractor, MobileNetExtractor, MobileNetV2Extractor, ResNet50Extractor, VGG16Extractor, VGG19Extractor,
+    EfficientNetB0Extractor,
+    MobileNetExtractor,
+    MobileNetV2Extractor,
+    ResNet50Extractor,
+    VGG16Extractor,
+    VGG19Extractor,
 )  # fmt: skip
-from bloodcli.features.extraction import FeatureSettings, FeatureTable, extract_features
 from bloodcli.features.shape import ShapeExtractor
 from bloodcli.features.texture import GLCMExtractor
+from bloodcli.settings import split_pairs
 
 EXTRACTORS: dict[str, type[FeatureExtractor]] = {
     "glcm": GLCMExtractor,
@@ -51,15 +58,22 @@ def parse_feature_names(spec: str | Sequence[str]) -> list[str]:
     return names
 
 
-def parse_feature_options(options: Sequence[str]) -> dict[str, dict[str, str]]:
-    """Parse ``["glcm.levels=16", "color.bins=8"]`` into ``{"glcm": {"levels": "16"}, ...}``."""
-    parsed: dict[str, dict[str, str]] = {}
-    for option in options:
-        name, _, value = option.partition("=")
-        extractor, _, param = name.strip().partition(".")
-        if not value or not param:
-            raise UsageError(f"bad feature option {option!r}: expected EXTRACTOR.PARAM=VALUE")
-        parsed.setdefault(extractor.lower(), {})[param] = value
+def parse_feature_options(options: Mapping | Sequence[str] | None) -> dict[str, dict]:
+    """Feature options as ``{extractor: {param: value}}``, from ``-F`` strings, a mapping or None.
+
+    ``["glcm.levels=16", "glcm.distances=1,2"]`` gives ``{"glcm": {"levels": "16", "distances": "1,2"}}``;
+    values are converted to each parameter's type when the extractor is built.
+    """
+    if options is None:
+        return {}
+    if isinstance(options, Mapping):
+        return {str(name).lower(): dict(params) for name, params in options.items()}
+    parsed: dict[str, dict] = {}
+    for name, value in split_pairs(list(options), "feature option", "EXTRACTOR.PARAM=VALUE"):
+        extractor, _, param = name.partition(".")
+        if not param.strip():
+            raise UsageError(f"bad feature option {name}={value!r}: expected EXTRACTOR.PARAM=VALUE")
+        parsed.setdefault(extractor.strip().lower(), {})[param.strip()] = value
     return parsed
 
 
@@ -68,19 +82,20 @@ def build_extractors(
 ) -> list[FeatureExtractor]:
     """Instantiate extractors by name with optional per-extractor parameters."""
     names = parse_feature_names(spec)
-    if options is not None and not isinstance(options, Mapping):
-        options = parse_feature_options(options)
-    options = options or {}
+    options = parse_feature_options(options)
     stray = set(options) - set(names)
     if stray:
         raise UsageError(f"feature option(s) given for unselected extractor(s): {', '.join(sorted(stray))}")
     return [EXTRACTORS[name](**options.get(name, {})) for name in names]
 
 
-def extractors_from_settings(settings: FeatureSettings) -> list[FeatureExtractor]:
-    """Recreate the extractors recorded in ``settings``; refuse versions this code cannot reproduce."""
+def extractors_from_specs(specs: Sequence[Mapping], check_resources: bool = True) -> list[FeatureExtractor]:
+    """Recreate extractors from their recorded :meth:`FeatureExtractor.spec`; refuse versions this code cannot reproduce.
+
+    ``check_resources=False`` skips finding their weights files (enough to know their columns).
+    """
     extractors = []
-    for spec in settings.extractors:
+    for spec in specs:
         cls = EXTRACTORS.get(spec["name"])
         if cls is None:
             raise ModelFileError(f"feature extractor '{spec['name']}' is not available in this version of bloodcli")
@@ -89,11 +104,32 @@ def extractors_from_settings(settings: FeatureSettings) -> list[FeatureExtractor
                 f"feature extractor '{spec['name']}' version {spec.get('version')} cannot be reproduced "
                 f"(this bloodcli computes version {cls.version}); retrain the model"
             )
-        extractors.append(cls(**spec.get("params", {})))
+        extractors.append(cls(check_resources, **spec.get("params", {})))
     return extractors
 
 
 __all__ = [
-    "CellImage", "DEFAULT_FEATURES", "EXTRACTORS", "FeatureExtractor", "FeatureSettings", "FeatureTable",
-    "build_extractors", "extract_features", "extractors_from_settings", "parse_feature_names",
+    "CellImage", "DEFAULT_FEATURES", "EXTRACTORS", "FeatureExtractor", "build_extractors", "extractor_kind",
+    "extractors_from_specs", "feature_set_kind", "parse_feature_names", "parse_feature_sets",
 ]  # fmt: skip
+
+
+def extractor_kind(name: str) -> str:
+    """``"deep"`` or ``"classical"``: the extractor's ``kind`` attribute, else deep when batched."""
+    cls = EXTRACTORS[name]
+    return getattr(cls, "kind", None) or ("deep" if cls.batched else "classical")
+
+
+def feature_set_kind(names: Sequence[str]) -> str:
+    """``"classical"`` or ``"deep"`` when all extractors agree, else ``"fused"``."""
+    kinds = {extractor_kind(n) for n in names}
+    return kinds.pop() if len(kinds) == 1 else "fused"
+
+
+def parse_feature_sets(specs: Sequence[str]) -> list[list[str]]:
+    """``["glcm+shape", "resnet50"]`` -> lists of extractor names, without duplicate sets."""
+    sets = [parse_feature_names(spec) for spec in specs]
+    if not sets:
+        raise UsageError("no feature sets given")
+    unique = list({"+".join(s): s for s in sets}.values())
+    return unique

@@ -1,4 +1,4 @@
-"""Extractor interface and the per-image context shared by all classical extractors.
+"""The extractor interface (:class:`FeatureExtractor`) and the per-image context shared by classical extractors.
 
 :class:`CellImage` computes colour conversions and the cell/nucleus masks lazily and once, so
 several extractors on the same image never repeat a conversion.
@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 
 from bloodcli.errors import UsageError
+from bloodcli.imaging.cell_mask import segment_single_cell
+from bloodcli.settings import parse_like
 
 
 class CellImage:
@@ -88,79 +90,6 @@ class CellImage:
         return self.nucleus_mask[self.box] & self.box_cell_mask
 
 
-def otsu_threshold(channel: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Otsu's threshold of a ``uint8`` channel, optionally over the pixels in ``mask``."""
-    values = channel if mask is None else channel[mask]
-    if values.size == 0:
-        return 255.0
-    hist = np.bincount(values.ravel(), minlength=256).astype(np.float64)
-    levels = np.arange(256, dtype=np.float64)
-    weight_low = np.cumsum(hist)
-    weight_high = weight_low[-1] - weight_low
-    mean_low = np.cumsum(hist * levels) / np.maximum(weight_low, 1e-12)
-    total_mean = (hist * levels).sum()
-    mean_high = (total_mean - np.cumsum(hist * levels)) / np.maximum(weight_high, 1e-12)
-    between = weight_low * weight_high * (mean_low - mean_high) ** 2
-    return float(np.argmax(between[:-1]))
-
-
-def segment_single_cell(rgb: np.ndarray, saturation: np.ndarray, reach: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the cell nearest the image centre and of its nucleus.
-
-    The nuclear stain is the most saturated colour on a smear, so Otsu's threshold on
-    saturation finds nuclei (and platelets). Dilating them by ``reach`` (a fraction of the image
-    size) joins the lobes of one nucleus and covers the cytoplasm around it; the dilated
-    component nearest the centre, restricted to stained (non-background) pixels, is the cell.
-
-    Returns
-    -------
-    cell, nucleus : ndarray of bool
-        Both empty when the image has no stained object.
-    """
-    height, width = saturation.shape
-    threshold = otsu_threshold(saturation)
-    nuclear = (saturation > max(threshold, 15)).astype(np.uint8)
-    nuclear = cv2.morphologyEx(nuclear, cv2.MORPH_OPEN, disc(1))
-    radius = max(1, int(round(reach * max(height, width))))
-    # Dilation by a disc == distance to the nearest nuclear pixel <= radius (faster for large radii).
-    distance = cv2.distanceTransform(1 - nuclear, cv2.DIST_L2, cv2.DIST_MASK_3)
-    chosen = _central_component((distance <= radius).view(np.uint8))
-    if chosen is None:
-        empty = np.zeros(saturation.shape, dtype=bool)
-        return empty, empty
-    nucleus = chosen & nuclear.astype(bool)
-    stained = saturation > 0.5 * threshold
-    cell = fill_holes((chosen & stained) | nucleus)
-    return cell, nucleus
-
-
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill background regions not connected to the image border (OpenCV flood fill)."""
-    padded = np.pad((mask > 0).view(np.uint8), 1)
-    outside = padded.copy()
-    cv2.floodFill(outside, None, (0, 0), 1)
-    return (padded | (1 - outside)).astype(bool)[1:-1, 1:-1]
-
-
-def disc(radius: float) -> np.ndarray:
-    """Elliptical structuring element of the given radius (rounded, at least 1 pixel)."""
-    r = max(1, int(round(radius)))
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-
-
-def _central_component(mask: np.ndarray, min_fraction: float = 0.002) -> np.ndarray | None:
-    """The connected component nearest the centre, favouring large ones; None if there is none."""
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    height, width = mask.shape
-    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
-    large = areas >= min_fraction * height * width
-    if count <= 1 or not large.any():
-        return None
-    distance = np.linalg.norm(centroids[1:] - [width / 2.0, height / 2.0], axis=1) / max(height, width)
-    score = np.where(large, areas / areas.max() - 2.0 * distance, -np.inf)
-    return labels == int(np.argmax(score)) + 1
-
-
 class FeatureExtractor:
     """Base class of feature extractors registered in :data:`bloodcli.features.EXTRACTORS`.
 
@@ -176,7 +105,7 @@ class FeatureExtractor:
     batched: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
-    def __init__(self, **params):
+    def __init__(self, check_resources: bool = True, **params):
         unknown = set(params) - set(self.defaults)
         if unknown:
             raise UsageError(
@@ -185,9 +114,17 @@ class FeatureExtractor:
             )
         self.params = {**self.defaults, **{k: parse_like(self.defaults[k], v, f"{self.name}.{k}") for k, v in params.items()}}
         self.validate()
+        if check_resources:
+            self.check_resources()
 
     def validate(self) -> None:
-        """Raise :class:`UsageError` for unusable parameter values."""
+        """Raise :class:`UsageError` for unusable parameter values (depends on the parameters only)."""
+
+    def check_resources(self) -> None:
+        """Find (and fingerprint) what computing needs beyond the parameters, e.g. a weights file.
+
+        Skipped with ``check_resources=False`` where only :meth:`feature_names` is needed.
+        """
 
     def spec(self) -> dict:
         """JSON-serialisable description that recreates this extractor."""
@@ -211,44 +148,3 @@ class FeatureExtractor:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
-
-
-def settings_from_pairs(cls, items, what: str):
-    """An instance of dataclass ``cls`` from ``NAME=VALUE`` strings; names left out keep their defaults.
-
-    Names are case-insensitive and may use ``-`` for ``_``; values take the type of the default
-    (:func:`parse_like`). ``what`` names the settings in the one-line error.
-    """
-    import dataclasses
-
-    defaults = cls()
-    names = [f.name for f in dataclasses.fields(cls)]
-    changes = {}
-    for item in items:
-        name, equals, value = (part.strip() for part in item.partition("="))
-        name = name.lower().replace("-", "_")
-        if not equals or name not in names or not value:
-            raise UsageError(f"bad {what} {item!r}: expected NAME=VALUE with NAME one of {', '.join(names)}")
-        changes[name] = parse_like(getattr(defaults, name), value, f"{what} {name}")
-    return cls(**changes)
-
-
-def parse_like(default, value, name: str = "value"):
-    """Convert a command-line string to the type of ``default`` (lists: comma-separated)."""
-    if not isinstance(value, str):
-        return list(value) if isinstance(default, (list, tuple)) else value
-    try:
-        if isinstance(default, bool):
-            if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError
-            return value.lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, (list, tuple)):
-            item_type = type(default[0]) if default else float
-            return [item_type(v) for v in value.replace(";", ",").split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"bad value {value!r} for {name} (expected {type(default).__name__})") from None
-    return value

@@ -92,6 +92,10 @@ class DeepExtractor(FeatureExtractor):
         weights = str(self.params["weights"]).strip()
         if weights.lower() in ("imagenet", "none"):
             self.params.update(weights=weights.lower(), weights_sha256="")
+
+    def check_resources(self) -> None:
+        weights = self.params["weights"]
+        if weights in ("imagenet", "none"):
             return
         path = Path(weights).expanduser().resolve()
         digest = file_sha256(path)

@@ -6,62 +6,9 @@ import cv2
 import numpy as np
 
 from bloodcli.features.base import CellImage, FeatureExtractor
+from bloodcli.imaging.morphology import REGION_PROPERTIES, region_shape
 
-REGION_PROPERTIES = (
-    "area",
-    "perimeter",
-    "equivalent_diameter",
-    "major_axis_length",
-    "minor_axis_length",
-    "eccentricity",
-    "circularity",
-    "solidity",
-    "extent",
-    "aspect_ratio",
-)
 NUCLEUS_PROPERTIES = ("area_ratio", "lobes", "area", "eccentricity", "circularity", "solidity")
-
-
-def region_shape(mask: np.ndarray) -> dict[str, float]:
-    """Shape descriptors of all foreground pixels of a binary mask (zeros for an empty mask).
-
-    Computed with OpenCV contours and moments. Axis lengths follow scikit-image's definition
-    (4 * sqrt of the eigenvalues of the pixel covariance); ``perimeter`` is the length of the
-    outer contours; ``solidity`` is area / area of the filled convex hull of all components;
-    ``circularity`` is 4*pi*area/perimeter^2 (about 0.9 for a digitised disc).
-    """
-    pixels = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
-    area = float(cv2.countNonZero(pixels))
-    if area == 0:
-        return dict.fromkeys(REGION_PROPERTIES, 0.0)
-    contours, _ = cv2.findContours(pixels, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    points = np.concatenate(contours)
-    perimeter = float(sum(cv2.arcLength(c, True) for c in contours))
-    x, y, w, h = cv2.boundingRect(points)
-    hull = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(hull, cv2.convexHull(points) - [x, y], 1)
-    major, minor = _axis_lengths(cv2.moments(pixels, binaryImage=True))
-    return {
-        "area": area,
-        "perimeter": perimeter,
-        "equivalent_diameter": float(np.sqrt(4.0 * area / np.pi)),
-        "major_axis_length": major,
-        "minor_axis_length": minor,
-        "eccentricity": float(np.sqrt(max(0.0, 1.0 - (minor / major) ** 2))) if major > 0 else 0.0,
-        "circularity": float(min(4.0 * np.pi * area / perimeter**2, 1.5)) if perimeter > 0 else 0.0,
-        "solidity": area / max(float(hull.sum()), area),
-        "extent": area / float(w * h),
-        "aspect_ratio": major / minor if minor > 0 else 0.0,
-    }
-
-
-def _axis_lengths(moments: dict) -> tuple[float, float]:
-    """Major and minor axis lengths of the ellipse with the same second moments."""
-    count = moments["m00"]
-    mu20, mu02, mu11 = moments["mu20"] / count, moments["mu02"] / count, moments["mu11"] / count
-    root = np.sqrt(((mu20 - mu02) / 2.0) ** 2 + mu11**2)
-    mean = (mu20 + mu02) / 2.0
-    return 4.0 * float(np.sqrt(mean + root)), 4.0 * float(np.sqrt(max(mean - root, 0.0)))
 
 
 def count_lobes(nucleus: np.ndarray, min_fraction: float = 0.05) -> int:
@@ -119,4 +66,3 @@ class ShapeExtractor(FeatureExtractor):
         if self.params["hu_moments"]:
             features = np.concatenate([features, hu_moments(cell_mask)])
         return features.astype(np.float32)
-

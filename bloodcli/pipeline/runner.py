@@ -1,175 +1,36 @@
-"""The extraction facade: run a list of extractors over a dataset with caching and parallelism.
+"""The extraction runner: a list of extractors over a dataset, through the cache, in parallel.
 
-Classical extractors run per image in worker processes (``jobs``); batched extractors (CNN
-backbones) run in the main process in batches. Every result goes through the
-:class:`~bloodcli.cache.FeatureCache`, so a second run over the same images computes nothing.
+Per-image (classical) extractors run in worker processes (``jobs``, or a Dask client as
+executor); batched extractors (CNN backbones) run in the main process in batches while threads
+decode the next ones. Every result goes through the :class:`~bloodcli.pipeline.cache.FeatureCache`,
+so a second run over the same images computes nothing. Images stream: only feature vectors are kept.
 
-With an :class:`~bloodcli.augmentation.Augmentation`, each sample's augmented copies are work
+With an :class:`~bloodcli.imaging.augmentation.Augmentation`, each sample's augmented copies are work
 items like the sample itself (decode, crop, augment, preprocess, extract, cache) and come back
 as :attr:`FeatureTable.augmented`, apart from the rows of the originals.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import cv2
 import joblib
 import numpy as np
 
-from bloodcli.cache import FeatureCache
-from bloodcli.datasets import Dataset, Sample, crop
-from bloodcli.errors import DatasetError, ImageReadError, InputDataError, UsageError
+from bloodcli.errors import DatasetError, ImageReadError, UsageError
 from bloodcli.features.base import CellImage, FeatureExtractor
-from bloodcli.imaging import atomic_write, content_hash, decode_image, read_bytes
-from bloodcli.preprocessing import Preprocessing
-
-if TYPE_CHECKING:  # augmentation imports features.base: a runtime import here would be circular
-    from bloodcli.augmentation import Augmentation
-
-ProgressCallback = Callable[[int, int], None]  # (samples just finished, total steps)
-
-
-@dataclass(frozen=True)
-class FeatureSettings:
-    """Everything needed to recompute identical features: extractor specs and preprocessing."""
-
-    extractors: tuple[dict, ...]
-    preprocessing: Preprocessing = Preprocessing()
-
-    @classmethod
-    def of(cls, extractors: Sequence[FeatureExtractor], preprocessing: Preprocessing) -> "FeatureSettings":
-        return cls(tuple(e.spec() for e in extractors), preprocessing)
-
-    def to_dict(self) -> dict:
-        return {"extractors": [dict(e) for e in self.extractors], "preprocessing": self.preprocessing.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "FeatureSettings":
-        return cls(tuple(data["extractors"]), Preprocessing.from_dict(data.get("preprocessing")))
-
-    @property
-    def names(self) -> list[str]:
-        return [e["name"] for e in self.extractors]
-
-    def describe(self) -> str:
-        return f"features {'+'.join(self.names)}; preprocessing {self.preprocessing.describe()}"
-
-
-@dataclass
-class AugmentedRows:
-    """Features of augmented copies of a table's rows: rows to fit on, never to score.
-
-    Row ``j`` is a copy of original row ``source_index[j]``. :meth:`FeatureTable.save` does not
-    write them: they are a training-time device, recomputed (or read from the cache) when needed.
-    """
-
-    values: np.ndarray
-    source_index: np.ndarray
-    augmentation: Augmentation
-
-    def __len__(self) -> int:
-        return len(self.source_index)
-
-    def to_dict(self) -> dict:
-        """The augmentation settings and the number of copies, as recorded in models and reports."""
-        return dict(self.augmentation.to_dict(), n_rows=len(self))
-
-    def select(self, rows: Sequence[int]) -> "AugmentedRows":
-        """The copies of original rows ``rows`` only, their sources renumbered to positions in ``rows``."""
-        position = {row: i for i, row in enumerate(rows)}
-        keep = np.isin(self.source_index, list(position))
-        sources = np.array([position[s] for s in self.source_index[keep]], dtype=np.int64)
-        return AugmentedRows(self.values[keep], sources, self.augmentation)
-
-
-@dataclass
-class FeatureTable:
-    """Features of a dataset: one row per successfully processed sample (plus, apart, augmented copies)."""
-
-    values: np.ndarray
-    feature_names: list[str]
-    samples: list[Sample]
-    content_keys: list[str]
-    settings: FeatureSettings
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    n_computed: int = 0
-    n_cached: int = 0
-    augmented: AugmentedRows | None = None
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def with_copies(self) -> tuple[np.ndarray, np.ndarray]:
-        """Values of the rows followed by their augmented copies, and the row each one shows (for fitting)."""
-        rows = np.arange(len(self))
-        if self.augmented is None:
-            return self.values, rows
-        return np.vstack([self.values, self.augmented.values]), np.concatenate([rows, self.augmented.source_index])
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.array([s.label for s in self.samples], dtype=object)
-
-    @property
-    def groups(self) -> np.ndarray | None:
-        groups = Dataset(self.samples, "", "").groups
-        return None if groups is None else np.array(groups, dtype=object)
-
-    def to_frame(self):
-        import pandas as pd
-
-        frame = pd.DataFrame(self.values, columns=self.feature_names)
-        frame.insert(0, "path", [str(s.path) for s in self.samples])
-        frame.insert(1, "box", ["" if s.box is None else ",".join(map(str, s.box)) for s in self.samples])
-        frame.insert(2, "label", [s.label for s in self.samples])
-        frame.insert(3, "group", [s.group for s in self.samples])
-        return frame
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Save as joblib (plain arrays and builtins only); ``.csv``/``.parquet`` export a table."""
-        suffix = Path(path).suffix.lower()
-        if suffix == ".csv":
-            with atomic_write(path, "w") as handle:
-                self.to_frame().to_csv(handle, index=False)
-        elif suffix == ".parquet":
-            with atomic_write(path) as handle:
-                self.to_frame().to_parquet(handle, index=False)
-        else:
-            with atomic_write(path) as handle:
-                joblib.dump(self._to_payload(), handle, compress=3)
-
-    def _to_payload(self) -> dict:
-        return {
-            "format": "bloodcli-features/1",
-            "values": self.values,
-            "feature_names": list(self.feature_names),
-            "samples": [(str(s.path), s.label, s.group, s.box) for s in self.samples],
-            "content_keys": list(self.content_keys),
-            "settings": self.settings.to_dict(),
-            "failures": list(self.failures),
-        }
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "FeatureTable":
-        try:
-            payload = joblib.load(path)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-            raise InputDataError(f"{path}: not a readable bloodcli features file ({exc})") from None
-        if not isinstance(payload, dict) or payload.get("format") != "bloodcli-features/1":
-            raise InputDataError(f"{path}: not a bloodcli features file")
-        samples = [Sample(Path(p), label, group, tuple(box) if box else None) for p, label, group, box in payload["samples"]]
-        return cls(
-            payload["values"], payload["feature_names"], samples, payload["content_keys"],
-            FeatureSettings.from_dict(payload["settings"]), [tuple(f) for f in payload["failures"]],
-        )  # fmt: skip
+from bloodcli.imaging.augmentation import Augmentation
+from bloodcli.imaging.preprocessing import Preprocessing
+from bloodcli.io.datasets import Dataset, Sample, crop
+from bloodcli.io.images import content_hash, decode_image, read_bytes
+from bloodcli.pipeline.cache import FeatureCache
+from bloodcli.pipeline.options import ProgressCallback
+from bloodcli.pipeline.parallel import in_order, resolve_jobs
+from bloodcli.pipeline.plan import FeatureSettings
+from bloodcli.pipeline.table import AugmentedRows, FeatureTable
 
 
 @dataclass
@@ -358,12 +219,6 @@ def _work_items(samples: list[Sample], augmentation: Augmentation | None) -> tup
     return items, np.tile(np.arange(len(samples)), copies + 1)
 
 
-def resolve_jobs(jobs: int | None) -> int:
-    """Number of worker processes: None, 0 or negative means every available core."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return available if not jobs or jobs < 0 else jobs
-
-
 def _extract_chunk(items, extractors, namespaces, preprocessing, cache) -> list[_SampleResult]:
     """Worker task: several samples at once, so per-task overhead is paid once per chunk."""
     cv2.setNumThreads(1)  # one worker per core: OpenCV's own thread pool would oversubscribe it
@@ -388,23 +243,6 @@ def _run_per_image(items, extractors, preprocessing, cache, jobs, executor=None)
     chunks = _chunks(items, max(1, min(16, len(items) // (4 * workers))))
     parallel = joblib.Parallel(n_jobs=workers, return_as="generator")
     return (result for chunk in parallel(joblib.delayed(_extract_chunk)(c, *arguments) for c in chunks) for result in chunk)
-
-
-def in_order(submit, items, ahead: int):
-    """Yield ``submit(item)`` handles in order while keeping ``ahead`` items submitted.
-
-    Bounded look-ahead keeps memory to a few tasks' results however large the dataset.
-    """
-    pending: deque = deque()
-    remaining = iter(items)
-    for item in itertools.islice(remaining, ahead):
-        pending.append(submit(item))
-    while pending:
-        current = pending.popleft()
-        following = next(remaining, None)
-        if following is not None:
-            pending.append(submit(following))
-        yield current
 
 
 def _run_batched(items, todo, keys, extractor, preprocessing, cache, batch_size) -> Iterator[tuple[int, _SampleResult]]:

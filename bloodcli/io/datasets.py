@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from bloodcli.errors import DatasetError
-from bloodcli.imaging import is_image_path
+from bloodcli.io.images import is_image_path
 
 Box = tuple[int, int, int, int]
 

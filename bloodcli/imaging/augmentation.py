@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from bloodcli.errors import UsageError
-from bloodcli.features.base import settings_from_pairs
-from bloodcli.preprocessing import resize_longer_side
+from bloodcli.imaging.preprocessing import resize_longer_side
+from bloodcli.settings import settings_from_pairs
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Augmentation:
     @classmethod
     def from_string(cls, spec: str | None) -> Augmentation:
         """Parse ``"copies=4,hed=0.08,flip=false"``; keys left out keep their defaults."""
-        return settings_from_pairs(cls, [item for item in (spec or "").split(",") if item.strip()], "--augment item")
+        return settings_from_pairs(cls, spec, "--augment item")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,7 +152,7 @@ def hed_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float) -> np
     """
     from skimage.color import hed_from_rgb, rgb_from_hed
 
-    from bloodcli.stain import optical_density
+    from bloodcli.imaging.stain import optical_density
 
     stains = optical_density(rgb) @ hed_from_rgb  # (rgb + 1) / 256: black has a finite density; the round trip is exact
     alpha = rng.uniform(1 - strength, 1 + strength, 3)

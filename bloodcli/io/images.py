@@ -1,4 +1,4 @@
-"""Image decoding and atomic file output.
+"""Image decoding.
 
 Every image, whatever its file format, bit depth or channel count, enters the toolkit as an
 RGB ``uint8`` array of shape ``(H, W, 3)``. Decoding errors become :class:`ImageReadError`
@@ -7,11 +7,9 @@ naming the file and the cause.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from bloodcli.errors import ImageReadError
+from bloodcli.io.files import atomic_write
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 #: Images above this many pixels are refused before decoding (decompression-bomb guard).
@@ -158,40 +157,6 @@ def _scale_to_uint8(array: np.ndarray) -> np.ndarray:
         top = 65535 if array.max(initial=0) > 255 else 255
         return (np.clip(array, 0, top).astype(np.int64) * 255 // top).astype(np.uint8)
     raise ImageReadError("<array>", f"unsupported pixel type {array.dtype}")
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True):
-    """Write to a temporary file beside ``path`` and rename it into place on success.
-
-    Readers never see a half-written file, and an interrupted write leaves any previous
-    file untouched. ``durable=False`` skips the fsync (enough for caches: a process kill
-    cannot tear a rename, only a power loss could).
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as handle:
-            yield handle
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -53,7 +53,7 @@ class Preprocessing:
     grayscale: bool = False
 
     def __post_init__(self):
-        from bloodcli.stain import STAIN_METHODS
+        from bloodcli.imaging.stain import STAIN_METHODS
 
         if self.stain is not None and self.stain not in STAIN_METHODS:
             raise UsageError(f"--stain must be one of {', '.join(STAIN_METHODS)}, got {self.stain!r}")
@@ -98,19 +98,19 @@ class Preprocessing:
         """Return the preprocessed RGB ``uint8`` image (the input is not modified)."""
         image = rgb
         if self.cell_frame:
-            from bloodcli.stain import frame_cell
+            from bloodcli.imaging.stain import frame_cell
 
             image = frame_cell(image, float(self.cell_frame))
         if self.stain is not None:
             if self.stain_target is None:
                 raise UsageError("stain normalisation needs a reference: fit it on training images first")
-            from bloodcli.stain import normalise_stain
+            from bloodcli.imaging.stain import normalise_stain
 
             image = normalise_stain(image, self.stain, self.stain_target)
         if self.cell_diameter == "auto":
             raise UsageError("--cell-diameter auto needs fitting on training images first")
         if self.cell_diameter:
-            from bloodcli.stain import rescale_to_cell_diameter
+            from bloodcli.imaging.stain import rescale_to_cell_diameter
 
             image = rescale_to_cell_diameter(image, self.cell_diameter)
         if self.resize:
@@ -157,14 +157,14 @@ def fit_references(preprocessing: Preprocessing, images) -> Preprocessing:
     """
     from dataclasses import replace
 
-    from bloodcli.stain import fit_reference
+    from bloodcli.imaging.stain import fit_reference
 
     if not preprocessing.needs_fitting:
         return preprocessing
     method = preprocessing.stain if preprocessing.stain_target is None else None
     fit_scale = preprocessing.cell_diameter == "auto"
     if preprocessing.cell_frame:  # references describe the images as the extractors will see them
-        from bloodcli.stain import frame_cell
+        from bloodcli.imaging.stain import frame_cell
 
         images = (frame_cell(image, float(preprocessing.cell_frame)) for image in images)
     target, diameter = fit_reference(list(images), method, fit_scale)

@@ -1,4 +1,4 @@
-"""Human and machine-readable outputs: rich tables, JSON, CSV and plots."""
+"""Tables for people and machines."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from bloodcli.imaging import atomic_write
+from bloodcli.io.files import atomic_write
 
 SUMMARY_ROWS = (
     ("accuracy", "Accuracy"),
@@ -93,56 +93,6 @@ def write_confusion_csv(path: str | Path, metrics: dict) -> None:
         handle.write(buffer.getvalue())
 
 
-def pyplot():
-    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def confusion_matrix_figure(metrics: dict, title: str = "Confusion matrix"):
-    """A matplotlib figure of the row-normalised confusion matrix with counts."""
-    plt = pyplot()
-
-    labels = metrics["labels"]
-    counts = np.asarray(metrics["confusion_matrix"], dtype=float)
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    size = 2.5 + 0.6 * len(labels)
-    figure, axes = plt.subplots(figsize=(size + 1, size))
-    image = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    axes.set_yticks(range(len(labels)), labels)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    axes.set_title(title)
-    for (i, j), count in np.ndenumerate(counts):
-        axes.text(j, i, f"{int(count)}", ha="center", va="center", color="white" if rates[i, j] > 0.5 else "black")
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="fraction of true class")
-    figure.tight_layout()
-    return figure
-
-
-def save_figure(figure, path: str | Path) -> None:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
-    pyplot().close(figure)
-    with atomic_write(path) as handle:
-        handle.write(buffer.getvalue())
-
-
-def write_evaluation_outputs(out_dir: str | Path, metrics: dict) -> list[Path]:
-    """Write metrics.json, confusion_matrix.csv and confusion_matrix.png into ``out_dir``."""
-    out = Path(out_dir)
-    paths = [out / "metrics.json", out / "confusion_matrix.csv", out / "confusion_matrix.png"]
-    write_json(paths[0], metrics)
-    write_confusion_csv(paths[1], metrics)
-    save_figure(confusion_matrix_figure(metrics), paths[2])
-    return paths
-
-
 def predictions_csv(paths: list[str], labels, probabilities: np.ndarray, classes: list[str]) -> str:
     """CSV text with columns ``path,label,prob_<class>...``."""
     buffer = io.StringIO()
@@ -207,17 +157,3 @@ def comparison_csv(data: dict) -> str:
                          "" if timing["extract_ms_per_sample"] is None else f"{timing['extract_ms_per_sample']:.3f}",
                          timing["extract_cached"], f"{timing['train_ms_per_sample']:.3f}", row["best"]])  # fmt: skip
     return buffer.getvalue()
-
-
-def write_comparison_outputs(out_dir: str | Path, result) -> list[Path]:
-    """Write results.csv, results.json and a self-contained report.html of a comparison into ``out_dir``."""
-    from bloodcli.html_report import comparison_html, write_html
-
-    out = Path(out_dir)
-    data = result.to_dict()
-    paths = [out / "results.csv", out / "results.json", out / "report.html"]
-    with atomic_write(paths[0], "w") as handle:
-        handle.write(comparison_csv(data))
-    write_json(paths[1], data)
-    write_html(paths[2], comparison_html(result))
-    return paths

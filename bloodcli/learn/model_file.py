@@ -1,9 +1,9 @@
-"""Classifier registry, training, and safe model files.
+"""A trained model and its file: the fitted classifier with everything needed to reproduce its inputs.
 
 A model file is a zip archive holding ``manifest.json`` (class names, feature and preprocessing
 settings, provenance, held-out metrics) and the estimator, stored with ``skops.io`` (loaded
-against an allow-list of types, never unpickled) or, for XGBoost, in XGBoost's own JSON format.
-Loading a model therefore never executes code from the file.
+against the classifier registry's allow-list of types, never unpickled) or, for XGBoost, in
+XGBoost's own JSON format. Loading a model therefore never executes code from the file.
 """
 
 from __future__ import annotations
@@ -12,76 +12,22 @@ import io
 import json
 import platform
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
 import bloodcli
 from bloodcli.errors import ModelFileError, UsageError
-from bloodcli.features.extraction import FeatureSettings, FeatureTable
-from bloodcli.imaging import atomic_write
+from bloodcli.io.files import atomic_write
+from bloodcli.learn.classifiers import fit_classifier, trusted_skops_types
+from bloodcli.learn.labels import most_likely
+from bloodcli.pipeline.plan import FeatureSettings
+from bloodcli.pipeline.table import FeatureTable
 
 MODEL_FORMAT = "bloodcli-model/1"
-
-
-def _svm(seed: int, jobs: int) -> BaseEstimator:
-    # Probabilities from Platt scaling fitted on internal 3-fold predictions, then one SVC on all data.
-    svc = SVC(C=10.0, gamma="scale", random_state=seed)
-    return Pipeline([("scale", StandardScaler()), ("svm", CalibratedClassifierCV(svc, cv=3, ensemble=False))])
-
-
-def _random_forest(seed: int, jobs: int) -> BaseEstimator:
-    return RandomForestClassifier(n_estimators=500, class_weight="balanced_subsample", n_jobs=jobs, random_state=seed)
-
-
-def _logistic_regression(seed: int, jobs: int) -> BaseEstimator:
-    return Pipeline([("scale", StandardScaler()), ("logreg", LogisticRegression(C=1.0, max_iter=5000, random_state=seed))])
-
-
-def _xgboost(seed: int, jobs: int) -> BaseEstimator:
-    from xgboost import XGBClassifier
-
-    # No row subsampling: it draws per data partition, so a Dask run could not reproduce a local one.
-    return XGBClassifier(
-        n_estimators=400, learning_rate=0.1, max_depth=5, subsample=1.0, colsample_bytree=0.6,
-        tree_method="hist", n_jobs=jobs, random_state=seed,
-    )  # fmt: skip
-
-
-#: name -> factory(seed, jobs) returning an unfitted scikit-learn compatible classifier.
-CLASSIFIERS: dict[str, Callable[[int, int], BaseEstimator]] = {
-    "svm": _svm,
-    "rf": _random_forest,
-    "logreg": _logistic_regression,
-    "xgboost": _xgboost,
-}
-
-#: Types a skops model file may contain beyond skops' defaults. Trees index arrays without
-#: bounds checks, so loaded trees are also validated (see ``_validate_trees``).
-TRUSTED_SKOPS_TYPES = [
-    "sklearn.tree._tree.Tree",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
-]
-
-
-def make_classifier(name: str, seed: int = 0, jobs: int = 1) -> BaseEstimator:
-    """Return an unfitted classifier from :data:`CLASSIFIERS`."""
-    try:
-        factory = CLASSIFIERS[name.lower()]
-    except KeyError:
-        raise UsageError(f"unknown model '{name}' (available: {', '.join(CLASSIFIERS)})") from None
-    return factory(seed, jobs)
 
 
 @dataclass
@@ -96,6 +42,23 @@ class TrainedModel:
     training_keys: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
     metrics: dict | None = None
+
+    @classmethod
+    def of(cls, table: FeatureTable, estimator, model: str, seed: int) -> "TrainedModel":
+        """The model of ``estimator`` fitted on ``table`` (classes in sorted order), with its provenance."""
+        labels = table.labels
+        classes = sorted(set(labels))
+        return cls(
+            name=model.lower(), estimator=estimator, classes=classes, settings=table.settings,
+            feature_names=list(table.feature_names), training_keys=list(table.content_keys),
+            provenance={
+                "versions": library_versions(), "seed": seed, "n_samples": len(table),
+                "class_counts": {c: int((labels == c).sum()) for c in classes},
+                "training_data_fingerprint": training_fingerprint(table.content_keys),
+                # Copies are training rows only: predict and evaluate never augment.
+                "augmentation": None if table.augmented is None else table.augmented.to_dict(),
+            },
+        )  # fmt: skip
 
     def predict_proba(self, values: np.ndarray) -> np.ndarray:
         self._check_width(values)
@@ -194,7 +157,7 @@ def _deserialise_estimator(archive: zipfile.ZipFile, path) -> BaseEstimator:
 
     data = archive.read("estimator.skops")
     try:
-        estimator = sio.loads(data, trusted=TRUSTED_SKOPS_TYPES)
+        estimator = sio.loads(data, trusted=trusted_skops_types())
     except UntrustedTypesFoundException as exc:
         raise ModelFileError(f"{path}: refused: the model file contains types outside the allow-list ({str(exc).splitlines()[0]})") from None
     except Exception as exc:  # noqa: BLE001 - skops raises many types for damaged data
@@ -225,66 +188,19 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def encode_labels(labels, classes: list[str]) -> np.ndarray:
-    index = {c: i for i, c in enumerate(classes)}
-    return np.array([index[label] for label in labels], dtype=np.int64)
-
-
-def class_probabilities(estimator, values: np.ndarray, n_classes: int) -> np.ndarray:
-    """Probabilities for all ``n_classes`` encoded classes, zero for any the estimator never saw."""
-    probabilities = np.zeros((len(values), n_classes))
-    probabilities[:, estimator.classes_] = estimator.predict_proba(values)
-    return probabilities
-
-
-def most_likely(probabilities: np.ndarray, classes) -> np.ndarray:
-    """The class of highest probability in each row (``classes`` in column order)."""
-    return np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
-
-
-def fit_classifier(name: str, values: np.ndarray, labels, classes: list[str], seed: int = 0, jobs: int = 1, client=None):
-    """Fit a fresh classifier on integer-encoded labels (so every backend sees the same targets).
-
-    With a Dask ``client``, XGBoost trains through xgboost.dask on the cluster.
-    """
-    estimator = make_classifier(name, seed, jobs)
-    targets = encode_labels(labels, classes)
-    if client is not None and name.lower() == "xgboost":
-        from bloodcli.distributed import fit_xgboost_on_dask
-
-        return fit_xgboost_on_dask(client, values, targets, estimator)
-    estimator.fit(values, targets)
-    return estimator
-
-
 def train_model(table: FeatureTable, model: str = "svm", seed: int = 0, jobs: int = 1, client=None) -> TrainedModel:
     """Train a classifier on all rows of a feature table and their augmented copies.
 
-    ``client``: a Dask client, to train XGBoost with xgboost.dask.
+    ``client``: a Dask client, for classifiers that can train on the cluster.
     """
-    labels = table.labels
-    classes = sorted(set(labels))
+    classes = sorted(set(table.labels))
     if len(classes) < 2:
         raise UsageError(f"training needs at least two classes, found {len(classes)} ({', '.join(classes)})")
     values, origin = table.with_copies()
-    estimator = fit_classifier(model, values, labels[origin], classes, seed, jobs, client)
-    return TrainedModel(
-        name=model.lower(), estimator=estimator, classes=classes, settings=table.settings,
-        feature_names=list(table.feature_names), training_keys=list(table.content_keys),
-        provenance={
-            "versions": library_versions(), "seed": seed, "n_samples": len(table),
-            "class_counts": {c: int((labels == c).sum()) for c in classes},
-            "training_data_fingerprint": training_fingerprint(table.content_keys),
-            # Copies are training rows only: predict and evaluate never augment.
-            "augmentation": None if table.augmented is None else table.augmented.to_dict(),
-        },
-    )  # fmt: skip
+    return TrainedModel.of(table, fit_classifier(model, values, table.labels[origin], classes, seed, jobs, client), model, seed)
 
 
 def training_fingerprint(keys) -> str:
     import hashlib
 
     return hashlib.blake2b("\n".join(sorted(keys)).encode(), digest_size=16).hexdigest()
-
-
-__all__ = ["CLASSIFIERS", "TrainedModel", "fit_classifier", "make_classifier", "train_model"]

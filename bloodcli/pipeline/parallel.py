@@ -1,21 +1,46 @@
-"""Running on a Dask cluster: per-image work through joblib's Dask backend, XGBoost through xgboost.dask.
-
-``--scheduler tcp://host:8786`` (or ``$DASK_SCHEDULER_ADDRESS``) connects to an existing cluster;
-``--scheduler local`` starts a :class:`distributed.LocalCluster` on this machine. Workers must be able
-to import bloodcli and read the images and the cache directory at the same paths (shared storage).
-"""
+"""Where per-image work runs."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+from collections import deque
 from collections.abc import Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from bloodcli.errors import ResourceUnavailableError
 
+if TYPE_CHECKING:  # augmentation imports features.base: a runtime import here would be circular
+    pass
+
+
+def resolve_jobs(jobs: int | None) -> int:
+    """Number of worker processes: None, 0 or negative means every available core."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return available if not jobs or jobs < 0 else jobs
+
+
+def in_order(submit, items, ahead: int):
+    """Yield ``submit(item)`` handles in order while keeping ``ahead`` items submitted.
+
+    Bounded look-ahead keeps memory to a few tasks' results however large the dataset.
+    """
+    pending: deque = deque()
+    remaining = iter(items)
+    for item in itertools.islice(remaining, ahead):
+        pending.append(submit(item))
+    while pending:
+        current = pending.popleft()
+        following = next(remaining, None)
+        if following is not None:
+            pending.append(submit(following))
+        yield current
+
+
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+
+
 #: Dask sets MALLOC_TRIM_THRESHOLD_=64 KiB in workers, so glibc hands back every image-sized buffer and
 #: maps it again for the next image: extraction ran at half speed. Local workers get a larger threshold.
 WORKER_ENVIRONMENT = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 128 * 1024 * 1024}
@@ -58,27 +83,3 @@ def compute_backend(address: str | None, n_workers: int | None = None) -> Iterat
 
     with dask_client(address, n_workers) as client, joblib.parallel_config(backend="dask"):
         yield client
-
-
-def fit_xgboost_on_dask(client, values: np.ndarray, targets: np.ndarray, estimator):
-    """Fit ``estimator``'s XGBoost configuration with xgboost.dask and return a plain XGBClassifier.
-
-    The data are split into one partition per worker; the returned classifier holds the booster
-    trained on the cluster and predicts locally like any other model.
-    """
-    import dask.array as da
-    from xgboost import XGBClassifier
-    from xgboost import dask as dxgb
-
-    workers = max(1, len(client.scheduler_info()["workers"]))
-    rows = max(1, -(-len(values) // workers))
-    features = da.from_array(values, chunks=(rows, values.shape[1]))
-    labels = da.from_array(targets, chunks=(rows,))
-    params = estimator.get_params()
-    params.pop("n_jobs", None)
-    distributed_model = dxgb.DaskXGBClassifier(**params)
-    distributed_model.client = client
-    distributed_model.fit(features, labels)
-    local = XGBClassifier(**estimator.get_params())
-    local.load_model(bytearray(distributed_model.get_booster().save_raw("json")))
-    return local

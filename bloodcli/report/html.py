@@ -1,19 +1,18 @@
-"""Self-contained HTML reports: inline CSS and plots embedded as base64 PNG, no external resources.
-
-A report opens anywhere (e-mail attachment, offline laptop, CI artefact) and shows the same thing.
-"""
+"""HTML."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 
-import numpy as np
-
-from bloodcli.imaging import atomic_write
-from bloodcli.reports import SUMMARY_ROWS, confusion_matrix_figure, mean_std, pyplot
+from bloodcli.io.files import atomic_write
+from bloodcli.report.figures import (
+    confusion_matrix_figure,
+    figure_base64,
+    metric_bar_figure,
+    roc_figure,
+)
+from bloodcli.report.tables import SUMMARY_ROWS, mean_std
 
 STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -30,63 +29,11 @@ tr.best td { background: #dafbe1; font-weight: 600; }
 img { max-width: 100%; height: auto; }
 """
 
+
 COMPARE_COLUMNS = (
     ("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."), ("f1_weighted", "F1 weighted"),
     ("f1_macro", "F1 macro"), ("roc_auc_ovr", "ROC-AUC OvR"),
 )  # fmt: skip
-
-
-def figure_base64(figure) -> str:
-    """PNG of a matplotlib figure as base64 text (the figure is closed)."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    pyplot().close(figure)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def metric_bar_figure(results: list[dict], metric: str):
-    """Bars of the mean ``metric`` per configuration with ± std error bars, best bar highlighted."""
-    plt = pyplot()
-    names = [f"{r['features']}\n{r['model']}" for r in results]
-    means = [r["metrics"][metric]["mean"] or 0.0 for r in results]
-    stds = [r["metrics"][metric]["std"] or 0.0 for r in results]
-    colours = {"classical": "#4c78a8", "deep": "#f58518", "fused": "#54a24b"}
-    figure, axes = plt.subplots(figsize=(max(6.0, 0.75 * len(results) + 2), 4.2))
-    bars = axes.bar(range(len(results)), means, yerr=stds, capsize=3, color=[colours[r["kind"]] for r in results])
-    for bar, result in zip(bars, results):
-        if result.get("best"):
-            bar.set_edgecolor("black")
-            bar.set_linewidth(2)
-    axes.set_xticks(range(len(results)), names, rotation=60, ha="right", fontsize=7)
-    axes.set_ylabel(f"{metric.replace('_', ' ')} (mean ± std)")
-    low = min(m - s for m, s in zip(means, stds))
-    axes.set_ylim(max(0.0, low - 0.05), min(1.0, max(m + s for m, s in zip(means, stds)) + 0.03) if means else 1.0)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for k, c in colours.items() if any(r["kind"] == k for r in results)]
-    axes.legend(handles, [k for k in colours if any(r["kind"] == k for r in results)], fontsize=8, loc="lower right")
-    axes.set_title(f"{metric.replace('_', ' ')} per configuration (black edge: best)")
-    figure.tight_layout()
-    return figure
-
-
-def roc_figure(y_true, probabilities: np.ndarray, classes: list[str], title: str):
-    """One-vs-rest ROC curves, one per class, with each class's AUC in the legend."""
-    from sklearn.metrics import auc, roc_curve
-
-    plt = pyplot()
-    y_true = np.asarray(y_true, dtype=object)
-    figure, axes = plt.subplots(figsize=(5.2, 4.6))
-    for i, label in enumerate(classes):
-        positive = y_true == label
-        if 0 < positive.sum() < len(y_true):
-            fpr, tpr, _ = roc_curve(positive, probabilities[:, i])
-            axes.plot(fpr, tpr, lw=1.5, label=f"{label} (AUC {auc(fpr, tpr):.3f})")
-    axes.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
-    axes.set_xlabel("false positive rate")
-    axes.set_ylabel("true positive rate")
-    axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
-    return figure
 
 
 def _img(figure, caption: str) -> str:

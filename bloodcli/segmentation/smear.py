@@ -37,8 +37,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from bloodcli.errors import UsageError
-from bloodcli.features.base import disc, fill_holes, settings_from_pairs
-from bloodcli.features.shape import REGION_PROPERTIES, region_shape
+from bloodcli.imaging.morphology import disc, fill_holes, region_shape
+from bloodcli.settings import settings_from_pairs
 
 CLASSES = ("RBC", "WBC", "platelet")
 METHODS = ("hsv", "watershed")

@@ -113,7 +113,7 @@ def normalise_stain(rgb: np.ndarray, method: str, target: tuple[float, ...]) -> 
 
 
 def _central_cell(rgb: np.ndarray) -> np.ndarray:
-    from bloodcli.features.base import segment_single_cell
+    from bloodcli.imaging.cell_mask import segment_single_cell
 
     return segment_single_cell(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1])[0]
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from bloodcli.imaging import atomic_write
+from bloodcli.io.files import atomic_write
 
 CACHE_ENV = "BLOODCLI_CACHE_DIR"
 

@@ -1,0 +1,19 @@
+"""Command line: parses options, calls :mod:`bloodcli.api`, prints results; no logic of its own.
+
+Results go to stdout (tables on a terminal, one JSON object with ``--json``, CSV for
+``predict``); logs, warnings and progress bars go to stderr. Exit codes are listed in
+:mod:`bloodcli.errors`. One module per group of commands: :mod:`~bloodcli.cli.data` (info,
+features, extract, cache), :mod:`~bloodcli.cli.learn` (train, predict, evaluate, compare) and
+:mod:`~bloodcli.cli.segment`.
+"""
+
+from bloodcli.cli import data, learn, segment  # noqa: F401 - importing a command module registers its commands
+from bloodcli.cli.app import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,62 @@
+"""The ``segment`` command: smear images into red cells, white cells and platelets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bloodcli import api
+from bloodcli.cli.app import app, handle_errors
+from bloodcli.cli.options import JobsOpt, JsonOpt, SchedulerOpt, SkipErrorsOpt
+from bloodcli.cli.output import output, to_json
+from bloodcli.pipeline.options import ExecutionOptions
+
+
+@app.command()
+@handle_errors
+def segment(
+    inputs: Annotated[list[str], typer.Argument(help="Smear images, folders, globs or a VOC folder.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for label masks, overlays, objects.csv, counts.csv.")],
+    method: Annotated[str, typer.Option("--method", help="hsv (connected components) or watershed (splits touching red cells).")] = "watershed",
+    crops: Annotated[bool, typer.Option("--crops", help="Also write each cell to OUT/crops/<class>/ (a dataset for extract/train).")] = False,
+    evaluate: Annotated[Optional[Path], typer.Option("--evaluate", help="VOC folder: score detection and counts against its boxes.")] = None,
+    masks: Annotated[Optional[Path], typer.Option("--masks", help="Folder of white-cell masks (<stem>.png): score Dice/IoU.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-P", help="Any segmentation setting NAME=VALUE, repeatable "
+                     "(e.g. nucleus_sat_min=80, rbc_min_area=1200; all in bloodcli.segmentation.smear.SegmentationParams).")] = None,
+    jobs: JobsOpt = None,
+    scheduler: SchedulerOpt = None,
+    skip_errors: SkipErrorsOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Segment smear images into red cells, white cells and platelets; count and optionally score them."""
+    from bloodcli.segmentation.smear import SegmentationParams, check_method
+
+    check_method(method)
+    params = SegmentationParams.from_strings(param)
+    out = output()
+    with out.progress("segmenting") as progress:
+        options = ExecutionOptions(jobs=jobs, scheduler=scheduler, skip_errors=skip_errors, progress=progress)
+        run = api.segment(inputs, out_dir, method, params, crops=crops, voc_dir=evaluate, mask_dir=masks, options=options)
+    out.skipped(run.failures)
+    totals = {name: sum(row[name] for row in run.counts) for name in ("RBC", "WBC", "platelet")}
+    if json_output:
+        print(to_json({"out_dir": str(out_dir), "method": method, "n_images": len(run.counts), "n_objects": run.n_objects,
+                       "n_resumed": run.n_resumed, "counts": totals, "metrics": run.metrics, "params": params.to_dict(),
+                       "skipped": [{"path": p, "reason": r} for p, r in run.failures]}))  # fmt: skip
+        return
+    resumed = f" ({run.n_resumed} finished earlier, reused)" if run.n_resumed else ""
+    out.log(f"segmented {len(run.counts)} image(s) into {run.n_objects} objects{resumed}; wrote {out_dir}")
+    out.print(", ".join(f"{name}: {count}" for name, count in totals.items()))
+    if run.metrics is not None:
+        _print_segment_metrics(run.metrics)
+
+
+def _print_segment_metrics(metrics: dict) -> None:
+    from rich.table import Table
+
+    table = Table("metric", "value", title="Segmentation vs ground truth")
+    for key, value in metrics.items():
+        table.add_row(key, "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value))
+    output().print(table)

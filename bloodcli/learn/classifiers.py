@@ -1,0 +1,174 @@
+"""The classifier registry: each entry owns everything about one classifier.
+
+An entry brings its factory (an unfitted scikit-learn compatible estimator for a seed and a number
+of threads), the small grid ``compare --tune`` searches, the extra types its model file needs
+(skops allow-list) and, where it has one, a way to train on a Dask cluster. Adding a classifier
+is one :class:`Classifier` entry in :data:`CLASSIFIERS`: the CLI help, validation, tuning and
+model files read it from there.
+
+Examples
+--------
+>>> from bloodcli.learn.classifiers import make_classifier
+>>> type(make_classifier("rf", seed=0)).__name__
+'RandomForestClassifier'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from bloodcli.errors import UsageError
+from bloodcli.learn.labels import encode_labels
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """One registry entry.
+
+    Parameters
+    ----------
+    factory : callable
+        ``factory(seed, jobs)`` returns an unfitted estimator with ``predict_proba``.
+    description : str
+        One line for ``--help`` and the README.
+    tuning_grid : dict
+        Parameter grid searched by inner CV with ``compare --tune`` (keys as in ``get_params``).
+    skops_types : tuple of str
+        Types beyond skops' defaults that the saved estimator contains (its model-file allow-list).
+    fit_on_dask : callable, optional
+        ``fit_on_dask(client, values, targets, estimator)`` trains on a Dask cluster and returns a
+        locally usable fitted estimator; without it, Dask runs only the joblib-parallel parts.
+    """
+
+    factory: Callable[[int, int], BaseEstimator]
+    description: str
+    tuning_grid: dict[str, list] = field(default_factory=dict)
+    skops_types: tuple[str, ...] = ()
+    fit_on_dask: Callable | None = None
+
+
+def _svm(seed: int, jobs: int) -> BaseEstimator:
+    # Probabilities from Platt scaling fitted on internal 3-fold predictions, then one SVC on all data.
+    svc = SVC(C=10.0, gamma="scale", random_state=seed)
+    return Pipeline([("scale", StandardScaler()), ("svm", CalibratedClassifierCV(svc, cv=3, ensemble=False))])
+
+
+def _random_forest(seed: int, jobs: int) -> BaseEstimator:
+    return RandomForestClassifier(n_estimators=500, class_weight="balanced_subsample", n_jobs=jobs, random_state=seed)
+
+
+def _logistic_regression(seed: int, jobs: int) -> BaseEstimator:
+    return Pipeline([("scale", StandardScaler()), ("logreg", LogisticRegression(C=1.0, max_iter=5000, random_state=seed))])
+
+
+def _xgboost(seed: int, jobs: int) -> BaseEstimator:
+    from xgboost import XGBClassifier
+
+    # No row subsampling: it draws per data partition, so a Dask run could not reproduce a local one.
+    return XGBClassifier(
+        n_estimators=400, learning_rate=0.1, max_depth=5, subsample=1.0, colsample_bytree=0.6,
+        tree_method="hist", n_jobs=jobs, random_state=seed,
+    )  # fmt: skip
+
+
+def _fit_xgboost_on_dask(client, values: np.ndarray, targets: np.ndarray, estimator):
+    """Fit ``estimator``'s XGBoost configuration with xgboost.dask and return a plain XGBClassifier.
+
+    The data are split into one partition per worker; the returned classifier holds the booster
+    trained on the cluster and predicts locally like any other model.
+    """
+    import dask.array as da
+    from xgboost import XGBClassifier
+    from xgboost import dask as dxgb
+
+    workers = max(1, len(client.scheduler_info()["workers"]))
+    rows = max(1, -(-len(values) // workers))
+    features = da.from_array(values, chunks=(rows, values.shape[1]))
+    labels = da.from_array(targets, chunks=(rows,))
+    params = estimator.get_params()
+    params.pop("n_jobs", None)
+    distributed_model = dxgb.DaskXGBClassifier(**params)
+    distributed_model.client = client
+    distributed_model.fit(features, labels)
+    local = XGBClassifier(**estimator.get_params())
+    local.load_model(bytearray(distributed_model.get_booster().save_raw("json")))
+    return local
+
+
+_TREE = ("sklearn.tree._tree.Tree",)  # trees index arrays without bounds checks: model files validate them too
+
+CLASSIFIERS: dict[str, Classifier] = {
+    "svm": Classifier(
+        _svm, "RBF support vector machine on standardised features, Platt-scaled probabilities",
+        {"svm__estimator__C": [1.0, 10.0, 100.0]},
+        ("sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration"),
+    ),
+    "rf": Classifier(
+        _random_forest, "random forest, 500 trees, class-balanced",
+        {"n_estimators": [200, 500], "max_depth": [None, 12]}, _TREE,
+    ),
+    "logreg": Classifier(
+        _logistic_regression, "multinomial logistic regression on standardised features", {"logreg__C": [0.1, 1.0, 10.0]},
+    ),
+    "xgboost": Classifier(
+        _xgboost, "gradient-boosted trees (XGBoost, hist), saved in XGBoost's own JSON format",
+        {"max_depth": [3, 5], "learning_rate": [0.05, 0.1]}, fit_on_dask=_fit_xgboost_on_dask,
+    ),
+}  # fmt: skip
+
+DEFAULT_CLASSIFIER = "svm"
+
+
+def classifier_entry(name: str) -> Classifier:
+    """The registry entry of ``name`` (any case); a one-line :class:`UsageError` for unknown names."""
+    try:
+        return CLASSIFIERS[name.strip().lower()]
+    except KeyError:
+        raise UsageError(f"unknown model '{name}' (available: {', '.join(CLASSIFIERS)})") from None
+
+
+def parse_models(models: str | Sequence[str]) -> list[str]:
+    """``"svm,rf"`` -> ``["svm", "rf"]``, each checked against :data:`CLASSIFIERS`."""
+    items = models.split(",") if isinstance(models, str) else list(models)
+    names = list(dict.fromkeys(m.strip().lower() for m in items if m.strip()))
+    if not names:
+        raise UsageError(f"no model given (available: {', '.join(CLASSIFIERS)})")
+    for name in names:
+        classifier_entry(name)
+    return names
+
+
+def trusted_skops_types() -> list[str]:
+    """Every type a model file of a registered classifier may hold beyond skops' defaults."""
+    return sorted({t for entry in CLASSIFIERS.values() for t in entry.skops_types})
+
+
+def make_classifier(name: str, seed: int = 0, jobs: int = 1) -> BaseEstimator:
+    """An unfitted classifier from :data:`CLASSIFIERS`."""
+    return classifier_entry(name).factory(seed, jobs)
+
+
+def fit_classifier(name: str, values: np.ndarray, labels, classes: list[str], seed: int = 0, jobs: int = 1, client=None):
+    """Fit a fresh classifier on integer-encoded labels (so every backend sees the same targets).
+
+    With a Dask ``client``, an entry with ``fit_on_dask`` trains on the cluster.
+    """
+    entry = classifier_entry(name)
+    estimator = entry.factory(seed, jobs)
+    targets = encode_labels(labels, classes)
+    if client is not None and entry.fit_on_dask is not None:
+        return entry.fit_on_dask(client, values, targets, estimator)
+    return estimator.fit(values, targets)
+
+
+__all__ = ["CLASSIFIERS", "Classifier", "classifier_entry", "fit_classifier", "make_classifier", "parse_models"]

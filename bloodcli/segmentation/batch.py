@@ -1,0 +1,207 @@
+"""The batch runner behind ``bloodcli segment``: per-image outputs, resumable, parallel."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bloodcli.errors import ImageReadError, InputDataError
+from bloodcli.io.files import atomic_write
+from bloodcli.segmentation.scoring import ImageScore, find_truth, score_image, summarize
+from bloodcli.segmentation.smear import Segmentation
+
+CROP_MARGIN = 0.1
+
+
+@dataclass
+class SegmentRun:
+    """What :func:`segment_files` did: per-image counts and scores, outputs and failures."""
+
+    out_dir: Path
+    counts: list[dict]  # one row per image: image, RBC, WBC, platelet
+    n_objects: int
+    scores: list[ImageScore]
+    metrics: dict | None
+    failures: list[tuple[str, str]]
+    n_resumed: int = 0  # images whose finished outputs from an earlier, interrupted run were reused
+
+
+@dataclass
+class _ImageResult:
+    image: str
+    counts: dict
+    rows: list[dict]
+    score: ImageScore | None = None
+    failure: str | None = None
+    resumed: bool = False
+
+
+def segment_files(
+    paths: list[Path], out_dir: str | Path, method: str = "watershed", params=None, *, crops: bool = False,
+    voc_dir: str | Path | None = None, mask_dir: str | Path | None = None, jobs: int = 1,
+    skip_errors: bool = False, progress=None, executor=None,
+) -> SegmentRun:  # fmt: skip
+    """Segment image files, writing label masks, overlays, tables (and crops) to ``out_dir``.
+
+    Writes ``labels/<stem>.png`` (16-bit ids), ``overlays/<stem>.png``, ``objects.csv``,
+    ``counts.csv`` and, with ``crops``, ``crops/<class>/<stem>_<id>.png`` (a class-folder
+    dataset). With ``voc_dir`` and/or ``mask_dir`` it also scores every image against the
+    truth found by file stem and writes ``scores.csv`` and ``metrics.json``.
+
+    Unreadable images raise :class:`ImageReadError`, or with ``skip_errors`` are listed in
+    ``failures``. ``jobs > 1`` segments images in that many worker processes; an ``executor``
+    (e.g. a Dask client) runs them there instead.
+
+    Each finished image leaves a record in ``out_dir/.done/`` (written last, atomically), keyed
+    by the image content and every setting; a rerun after an interruption reuses those images
+    and produces the same tables as an uninterrupted run.
+    """
+    from bloodcli.segmentation.smear import SegmentationParams, check_method
+
+    params = params or SegmentationParams()
+    check_method(method)
+    out_dir = Path(out_dir)
+    names = _unique_names(paths)
+    evaluate = voc_dir is not None or mask_dir is not None
+    task = (out_dir, method, params, crops, voc_dir, mask_dir, evaluate)
+    results = []
+    for result in _run(paths, names, task, jobs, executor):
+        if result.failure is not None and not skip_errors:
+            raise ImageReadError(result.image, result.failure)
+        results.append(result)
+        if progress is not None:
+            progress(1, len(paths))
+    return _finish(out_dir, results, evaluate)
+
+
+def _unique_names(paths: list[Path]) -> list[str]:
+    """Output name of each image: its stem, suffixed where two inputs share one."""
+    seen: dict[str, int] = {}
+    names = []
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return names
+
+
+def _run(paths, names, task, jobs: int, executor=None):
+    if executor is not None:
+        from bloodcli.pipeline.parallel import in_order
+
+        submit = lambda item: executor.submit(_segment_one, *item, *task)  # noqa: E731
+        return (future.result() for future in in_order(submit, zip(paths, names), ahead=64))
+    if jobs <= 1 or len(paths) <= 1:
+        return (_segment_one(p, n, *task) for p, n in zip(paths, names))
+    import joblib
+
+    parallel = joblib.Parallel(n_jobs=min(jobs, len(paths)), return_as="generator", batch_size=4)
+    return parallel(joblib.delayed(_segment_one)(p, n, *task) for p, n in zip(paths, names))
+
+
+def _segment_one(path, name, out_dir, method, params, crops, voc_dir, mask_dir, evaluate) -> _ImageResult:
+    """Segment one file and write its outputs; input errors come back as ``failure``.
+
+    Errors are returned, not raised, so one bad file in a worker process neither loses the
+    other results nor has to survive pickling as an exception.
+    """
+    from bloodcli.io.images import content_hash, read_bytes
+
+    try:
+        data = read_bytes(path)
+    except ImageReadError as exc:
+        return _ImageResult(str(path), {}, [], failure=exc.cause)
+    settings = [content_hash(data), method, params.to_dict(), crops, str(voc_dir), str(mask_dir), str(path)]
+    record = out_dir / ".done" / f"{name}.json"
+    fingerprint = content_hash(json.dumps(settings, sort_keys=True, default=str).encode())
+    finished = _read_record(record, fingerprint)
+    if finished is not None:
+        return finished
+    result = _segment_and_write(path, data, name, out_dir, method, params, crops, voc_dir, mask_dir, evaluate)
+    if result.failure is None:
+        with atomic_write(record, "w") as handle:
+            json.dump({"fingerprint": fingerprint, "result": asdict(result)}, handle, default=_plain_number)
+    return result
+
+
+def _read_record(record: Path, fingerprint: str) -> _ImageResult | None:
+    """The result stored by an earlier run with identical inputs and settings, if any."""
+    try:
+        stored = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    if stored.get("fingerprint") != fingerprint:
+        return None
+    result = _ImageResult(**stored["result"])
+    result.score = ImageScore(**result.score) if result.score else None
+    result.resumed = True
+    return result
+
+
+def _segment_and_write(path, data, name, out_dir, method, params, crops, voc_dir, mask_dir, evaluate) -> _ImageResult:
+    from bloodcli.io.images import decode_image, write_image
+    from bloodcli.segmentation.smear import draw_overlay, segment_image
+
+    try:
+        rgb = decode_image(data, path)
+        seg = segment_image(rgb, method, params)
+        score = score_image(seg, str(path), *find_truth(path, voc_dir, mask_dir)) if evaluate else None
+    except ImageReadError as exc:  # the image itself, or its truth mask (then named in the cause)
+        return _ImageResult(str(path), {}, [], failure=exc.cause if exc.path == str(path) else str(exc))
+    except (InputDataError, OSError) as exc:
+        return _ImageResult(str(path), {}, [], failure=str(exc).removeprefix(f"{path}: "))
+    write_image(out_dir / "labels" / f"{name}.png", seg.labels)
+    write_image(out_dir / "overlays" / f"{name}.png", draw_overlay(rgb, seg))
+    if crops:
+        _write_crops(rgb, seg, out_dir / "crops", name)
+    # Plain Python numbers, so a resumed run (read back from JSON) writes identical tables.
+    rows = json.loads(json.dumps([{"image": str(path), **obj.to_row()} for obj in seg.objects], default=_plain_number))
+    return _ImageResult(str(path), {"image": str(path), **seg.counts}, rows, score)
+
+
+def _plain_number(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _write_crops(rgb: np.ndarray, seg: Segmentation, crop_dir: Path, name: str) -> None:
+    from bloodcli.io.datasets import _pad_box, crop
+    from bloodcli.io.images import write_image
+
+    for obj in seg.objects:
+        write_image(crop_dir / obj.cls / f"{name}_{obj.object_id}.png", crop(rgb, _pad_box(obj.bbox, CROP_MARGIN)))
+
+
+def _finish(out_dir: Path, results: list[_ImageResult], evaluate: bool) -> SegmentRun:
+    from bloodcli.imaging.morphology import REGION_PROPERTIES
+    from bloodcli.segmentation.smear import CLASSES
+
+    done = [r for r in results if r.failure is None]
+    rows = [row for r in done for row in r.rows]
+    columns = ["image", "object_id", "class", "xmin", "ymin", "xmax", "ymax", "centroid_x", "centroid_y", "area"]
+    columns += [f"shape_{p}" for p in REGION_PROPERTIES if p != "area"]
+    _write_csv(out_dir / "objects.csv", columns, rows)
+    counts = [r.counts for r in done]
+    _write_csv(out_dir / "counts.csv", ["image", *CLASSES], counts)
+    scores = [r.score for r in done if r.score is not None]
+    metrics = None
+    if evaluate:
+        metrics = summarize(scores)
+        _write_csv(out_dir / "scores.csv", list(ImageScore.__dataclass_fields__), [s.to_dict() for s in scores])
+        with atomic_write(out_dir / "metrics.json", "w") as handle:
+            handle.write(json.dumps(metrics, indent=2) + "\n")
+    failures = [(r.image, r.failure) for r in results if r.failure is not None]
+    resumed = sum(r.resumed for r in done)
+    return SegmentRun(out_dir, counts, len(rows), scores, metrics, failures, resumed)
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    with atomic_write(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)

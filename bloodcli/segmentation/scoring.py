@@ -1,0 +1,197 @@
+"""Scoring a smear segmentation against VOC boxes and white-cell masks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bloodcli.errors import InputDataError
+from bloodcli.io.datasets import Box, read_voc_boxes
+from bloodcli.io.images import read_image
+from bloodcli.segmentation.smear import Segmentation
+
+#: VOC class name of each segmentation class.
+VOC_NAMES = {"RBC": "RBC", "WBC": "WBC", "platelet": "Platelets"}
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (xmin, ymin, xmax, ymax) boxes."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+def match_boxes(predicted: list[Box], truth: list[Box], threshold: float = 0.5) -> tuple[int, int, int]:
+    """True positives, false positives and false negatives of a greedy one-to-one matching.
+
+    Pairs are taken in order of decreasing IoU, so each truth box matches its best prediction.
+    """
+    pairs = sorted(
+        ((box_iou(p, t), i, j) for i, p in enumerate(predicted) for j, t in enumerate(truth)), reverse=True
+    )
+    used_p, used_t = set(), set()
+    for iou, i, j in pairs:
+        if iou < threshold:
+            break
+        if i not in used_p and j not in used_t:
+            used_p.add(i)
+            used_t.add(j)
+    tp = len(used_p)
+    return tp, len(predicted) - tp, len(truth) - tp
+
+
+def mask_overlap(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Dice and IoU of two boolean masks (both 1.0 when both masks are empty)."""
+    inter = float(np.logical_and(predicted, truth).sum())
+    total = float(predicted.sum() + truth.sum())
+    if total == 0:
+        return 1.0, 1.0
+    return 2.0 * inter / total, inter / (total - inter)
+
+
+@dataclass
+class ImageScore:
+    """Comparison of one image's segmentation with its ground truth (None: truth not given)."""
+
+    image: str
+    rbc: int
+    wbc: int
+    platelet: int
+    rbc_true: int | None = None
+    wbc_true: int | None = None
+    platelet_true: int | None = None
+    wbc_tp: int | None = None
+    wbc_fp: int | None = None
+    wbc_fn: int | None = None
+    wbc_dice: float | None = None
+    wbc_iou: float | None = None
+    wbc_intersection: int | None = None
+    wbc_pixels: int | None = None
+    wbc_pixels_true: int | None = None
+    rbc_tp: int | None = None  # red cells matched to VOC RBC boxes at IoU >= 0.5
+    rbc_fp: int | None = None
+    rbc_fn: int | None = None
+    rbc_box_coverage: float | None = None  # fraction of segmented red-cell pixels inside VOC RBC boxes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def score_image(
+    segmentation: Segmentation, image: str, boxes: list[tuple[str, Box]] | None = None, wbc_mask: np.ndarray | None = None
+) -> ImageScore:
+    """Score one segmentation against VOC ``(class, box)`` pairs and/or a white-cell mask."""
+    counts = segmentation.counts
+    score = ImageScore(str(image), counts["RBC"], counts["WBC"], counts["platelet"])
+    if boxes is not None:
+        truth = {name: [b for n, b in boxes if n == voc] for name, voc in VOC_NAMES.items()}
+        score.rbc_true, score.wbc_true, score.platelet_true = (len(truth[n]) for n in ("RBC", "WBC", "platelet"))
+        score.wbc_tp, score.wbc_fp, score.wbc_fn = match_boxes(segmentation.boxes("WBC"), truth["WBC"])
+        score.rbc_tp, score.rbc_fp, score.rbc_fn = match_boxes(segmentation.boxes("RBC"), truth["RBC"])
+        score.rbc_box_coverage = _box_coverage(segmentation.class_mask("RBC"), truth["RBC"])
+    if wbc_mask is not None:
+        if wbc_mask.shape != segmentation.labels.shape:
+            raise InputDataError(f"{image}: white-cell mask is {wbc_mask.shape[1]}x{wbc_mask.shape[0]}, "
+                                 f"image is {segmentation.labels.shape[1]}x{segmentation.labels.shape[0]}")  # fmt: skip
+        predicted = segmentation.class_mask("WBC")
+        score.wbc_dice, score.wbc_iou = mask_overlap(predicted, wbc_mask)
+        score.wbc_intersection = int(np.logical_and(predicted, wbc_mask).sum())
+        score.wbc_pixels, score.wbc_pixels_true = int(predicted.sum()), int(wbc_mask.sum())
+    return score
+
+
+def _box_coverage(mask: np.ndarray, boxes: list[Box]) -> float:
+    """Fraction of ``mask`` inside the union of ``boxes`` (1.0 for an empty mask)."""
+    total = int(mask.sum())
+    if total == 0:
+        return 1.0
+    inside = np.zeros(mask.shape, bool)
+    for xmin, ymin, xmax, ymax in boxes:
+        inside[ymin:ymax, xmin:xmax] = True
+    return float((mask & inside).sum() / total)
+
+
+def summarize(scores: list[ImageScore], complete_coverage: float = 0.9) -> dict:
+    """Pool per-image scores into detection, overlap and count-error figures (None: no truth)."""
+    boxed = [s for s in scores if s.rbc_true is not None]
+    masked = [s for s in scores if s.wbc_dice is not None]
+    summary: dict = {"n_images": len(scores), "n_with_boxes": len(boxed), "n_with_masks": len(masked)}
+    summary.update(_detection(boxed))
+    summary.update(_overlap(masked))
+    for name in ("rbc", "platelet"):
+        summary.update(_count_errors(name, [(getattr(s, name), getattr(s, f"{name}_true")) for s in boxed]))
+    summary.update(_count_errors("wbc", [(s.wbc, s.wbc_true) for s in boxed]))
+    # VOC red-cell boxes are missing on crowded images; where the boxes cover nearly all the
+    # segmented red-cell pixels the annotation is complete and the count error is meaningful.
+    complete = [(s.rbc, s.rbc_true) for s in boxed if s.rbc_box_coverage >= complete_coverage]
+    errors = _count_errors("rbc", complete)
+    summary.update({f"{k}_complete": v for k, v in errors.items() if not k.endswith("bias")})
+    summary["n_rbc_complete"] = len(complete)
+    if boxed:  # box-level recall shows whether the annotated red cells are found at all
+        tp, fp, fn = (sum(getattr(s, k) for s in boxed) for k in ("rbc_tp", "rbc_fp", "rbc_fn"))
+        summary.update(rbc_box_precision=tp / max(tp + fp, 1), rbc_box_recall=tp / max(tp + fn, 1))
+    return summary
+
+
+def _detection(scores: list[ImageScore]) -> dict:
+    if not scores:
+        return dict.fromkeys(("wbc_precision", "wbc_recall", "wbc_f1"))
+    tp, fp, fn = (sum(getattr(s, k) for s in scores) for k in ("wbc_tp", "wbc_fp", "wbc_fn"))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"wbc_precision": precision, "wbc_recall": recall, "wbc_f1": f1, "wbc_tp": tp, "wbc_fp": fp, "wbc_fn": fn}
+
+
+def _overlap(scores: list[ImageScore]) -> dict:
+    if not scores:
+        return dict.fromkeys(("wbc_dice", "wbc_iou", "wbc_dice_pooled", "wbc_iou_pooled"))
+    inter = sum(s.wbc_intersection for s in scores)
+    total = sum(s.wbc_pixels + s.wbc_pixels_true for s in scores)
+    return {
+        "wbc_dice": float(np.mean([s.wbc_dice for s in scores])),
+        "wbc_iou": float(np.mean([s.wbc_iou for s in scores])),
+        "wbc_dice_pooled": 2 * inter / total if total else 1.0,
+        "wbc_iou_pooled": inter / (total - inter) if total else 1.0,
+    }
+
+
+def _count_errors(name: str, pairs: list[tuple[int, int]]) -> dict:
+    if not pairs:
+        return dict.fromkeys((f"{name}_count_mae", f"{name}_count_mape", f"{name}_count_bias"))
+    predicted, truth = (np.asarray(v, dtype=np.float64) for v in zip(*pairs))
+    error = predicted - truth
+    nonzero = truth > 0
+    return {
+        f"{name}_count_mae": float(np.abs(error).mean()),
+        f"{name}_count_mape": float((np.abs(error[nonzero]) / truth[nonzero]).mean()) if nonzero.any() else None,
+        f"{name}_count_bias": float(error.mean()),  # positive: more objects found than annotated
+    }
+
+
+def find_truth(image: str | Path, voc_dir: str | Path | None, mask_dir: str | Path | None):
+    """The VOC boxes and white-cell mask of an image, found by file stem (None where absent)."""
+    stem = Path(image).stem
+    boxes = None
+    if voc_dir is not None:
+        xml = _first_existing([Path(voc_dir) / "Annotations" / f"{stem}.xml", Path(voc_dir) / f"{stem}.xml"])
+        boxes = read_voc_boxes(xml)[1] if xml is not None else None
+    mask = None
+    if mask_dir is not None:
+        path = _first_existing([Path(mask_dir) / f"{stem}{ext}" for ext in (".png", ".bmp", ".tif", ".jpg")])
+        mask = _read_mask(path) if path is not None else None
+    return boxes, mask
+
+
+def _first_existing(paths: list[Path]) -> Path | None:
+    return next((p for p in paths if p.is_file()), None)
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    return read_image(path)[..., 0] > 127  # any format/bit depth; errors name the file
