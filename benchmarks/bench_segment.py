@@ -1,6 +1,6 @@
 """Smear segmentation speed: milliseconds per 640x480 image on one core.
 
-Times :func:`bloodcli.segmentation.segment_image` alone (images decoded beforehand, so disk and
+Times :func:`bloodcli.segmentation.smear.segment_image` alone (images decoded beforehand, so disk and
 JPEG decoding are excluded) in one process with OpenCV limited to one thread, for each method.
 Reports the median of ``--repeats`` passes over the images; the target is <= 50 ms per image
 with watershed.
@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: no hidden threading i
 import cv2  # noqa: E402
 
 from bloodcli.io.files import atomic_write  # noqa: E402
-from bloodcli.io.images import read_image
+from bloodcli.io.images import read_image  # noqa: E402
 from bloodcli.segmentation.smear import METHODS, segment_image  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "JPEGImages"

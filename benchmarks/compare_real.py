@@ -22,7 +22,6 @@ from pathlib import Path
 from bloodcli import api
 from bloodcli.features import extractor_kind, parse_feature_names
 from bloodcli.io.datasets import Dataset, load_dataset, read_voc_boxes
-from bloodcli.learn.compare import compare
 from bloodcli.report.outputs import write_comparison_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,9 +69,10 @@ def cold_extraction(source, per_class: int, jobs: int) -> dict:
     timings = {}
     for name in parse_feature_names("+".join(FEATURE_SETS)):
         opts = {name: FEATURE_OPTIONS[name]} if name in FEATURE_OPTIONS else None
-        api.featurize(Dataset(chosen[:2], "", ""), [name], feature_options=opts, options=options)  # load the model, start workers
+        plan = api.Plan.build([name], opts)
+        api.featurize(Dataset(chosen[:2], "", ""), plan, options)  # load the model, start workers
         start = time.perf_counter()
-        api.featurize(subset, [name], feature_options=opts, options=options)
+        api.featurize(subset, plan, options)
         timings[name] = {"kind": extractor_kind(name), "ms_per_sample": 1000 * (time.perf_counter() - start) / len(chosen),
                          "n_samples": len(chosen), "jobs": jobs}  # fmt: skip
     return timings
@@ -81,8 +81,8 @@ def cold_extraction(source, per_class: int, jobs: int) -> dict:
 def run(name: str, source: Path, args, extra: dict) -> None:
     start = time.perf_counter()
     options = api.ExecutionOptions(cache_dir=args.cache_dir, jobs=args.jobs)
-    result = compare(source, FEATURE_SETS, args.models, args.folds, args.repeats, args.seed, options, args.tune,
-                     feature_options=FEATURE_OPTIONS)  # fmt: skip
+    result = api.compare(source, FEATURE_SETS, args.models, folds=args.folds, repeats=args.repeats, seed=args.seed,
+                         tune=args.tune, feature_options=FEATURE_OPTIONS, options=options)  # fmt: skip
     elapsed = time.perf_counter() - start
     paths = write_comparison_outputs(args.report_dir / name, result)
     data = result.to_dict() | extra | {
@@ -94,7 +94,7 @@ def run(name: str, source: Path, args, extra: dict) -> None:
         data["cold_extraction"] = cold_extraction(source, args.cold, args.jobs)
     out = ROOT / "benchmarks" / "results" / f"compare_{name}.json"
     out.write_text(json.dumps(data, indent=2) + "\n")
-    print(result.sentence(), flush=True)
+    print(data["sentence"], flush=True)
     print(f"wrote {out} and {paths[2]} ({elapsed:.0f} s)", flush=True)
 
 

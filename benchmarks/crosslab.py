@@ -31,7 +31,6 @@ from bloodcli.imaging.augmentation import Augmentation
 from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.io.datasets import Dataset, load_dataset, read_voc_boxes
 from bloodcli.io.files import atomic_write
-from bloodcli.learn.compare import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -39,6 +38,7 @@ WEIGHTS = ROOT / "sample_data" / "weights" / "mobilenet_v2_weights_tf_dim_orderi
 CLASSES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil")
 FEATURE_SETS = {"classical": "glcm+shape+color", "deep": "mobilenetv2", "fused": "glcm+shape+color+mobilenetv2"}
 MODELS = "svm,logreg,rf"
+DEEP_OPTIONS = {"mobilenetv2": {"alpha": 0.35, "input_size": 224}}
 
 FRAMED = Preprocessing(cell_frame=1.5, stain="reinhard")
 COMMON_RESOLUTION = replace(FRAMED, gaussian_sigma=2.0, clahe_clip=2.0)
@@ -88,15 +88,15 @@ def scores(result, metric: str = "balanced_accuracy") -> dict:
 
 def run(train, test, preprocessing, augmentation, options) -> dict:
     sets = list(FEATURE_SETS.values())
-    result = compare(train, sets, MODELS, options=options, preprocessing=preprocessing, augmentation=augmentation,
-                     feature_options={"mobilenetv2": {"alpha": 0.35, "input_size": 224}}, test=test)  # fmt: skip
+    result = api.compare(train, sets, MODELS, options=options, preprocessing=preprocessing, augmentation=augmentation,
+                         feature_options=DEEP_OPTIONS, weights=str(WEIGHTS), test=test)  # fmt: skip
     return scores(result)
 
 
 def in_lab(train, preprocessing, augmentation, options) -> dict:
     sets = list(FEATURE_SETS.values())
-    result = compare(train, sets, MODELS, folds=5, repeats=1, options=options, preprocessing=preprocessing,
-                     augmentation=augmentation, feature_options={"mobilenetv2": {"alpha": 0.35, "input_size": 224}})  # fmt: skip
+    result = api.compare(train, sets, MODELS, folds=5, repeats=1, options=options, preprocessing=preprocessing,
+                         augmentation=augmentation, feature_options=DEEP_OPTIONS, weights=str(WEIGHTS))  # fmt: skip
     return {"accuracy": scores(result, "accuracy"), "balanced_accuracy": scores(result)}
 
 
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--no-variants", action="store_true")
     parser.add_argument("--box-margin", type=float, default=0.1, help="context around each BCCD box (fraction of its size)")
     args = parser.parse_args()
-    options = api.ExecutionOptions(jobs=2, weights=str(WEIGHTS))
+    options = api.ExecutionOptions(jobs=2)
     train = pbc_white_cells()
     steps = STEPS[: args.steps] + ([] if args.no_variants else VARIANTS)
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,12 +30,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cv_deep_pbc.json")
     args = parser.parse_args()
-    options = api.ExecutionOptions(args.cache_dir, jobs=args.jobs, weights=str(WEIGHTS))
+    options = api.ExecutionOptions(args.cache_dir, jobs=args.jobs)
     deep_options = {"mobilenetv2": {"alpha": 0.35, "input_size": 224}}
     results = {"dataset": str(args.pbc), "weights": WEIGHTS.name, "protocol": "5-fold stratified CV, seed 0", "runs": {}}
     for label, features in FEATURE_SETS.items():
         start = time.perf_counter()
-        table = api.featurize(args.pbc, features, feature_options=deep_options, options=options)
+        plan = api.Plan.build(features, deep_options, weights=str(WEIGHTS))
+        table = api.featurize(args.pbc, plan, options)
         extract_seconds = round(time.perf_counter() - start, 1)
         for model in MODELS:
             start = time.perf_counter()

@@ -50,14 +50,14 @@ def coverage_table(scores) -> list[dict]:
     return rows
 
 
-def contact_sheet(out_dir: Path, scores, count: int, columns: int = 3) -> np.ndarray:
+def contact_sheet(out_dir: Path, scores, count: int, columns: int = 3, data: Path = BCCD) -> np.ndarray:
     """Overlays of the ``count`` lowest-coverage images with the VOC red-cell boxes drawn on."""
     worst = sorted((s for s in scores if s.rbc_true), key=lambda s: s.rbc_box_coverage)[:count]
     tiles = []
     for score in worst:
         stem = Path(score.image).stem
         tile = cv2.imread(str(out_dir / "overlays" / f"{stem}.png"))
-        for name, (xmin, ymin, xmax, ymax) in read_voc_boxes(BCCD / "Annotations" / f"{stem}.xml")[1]:
+        for name, (xmin, ymin, xmax, ymax) in read_voc_boxes(data / "Annotations" / f"{stem}.xml")[1]:
             if name == "RBC":
                 cv2.rectangle(tile, (xmin, ymin), (xmax, ymax), YELLOW, 2)
         tile = cv2.resize(tile, (480, 360), interpolation=cv2.INTER_AREA)
@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = segment_files(sorted((args.data / "JPEGImages").glob("*.jpg")), tmp, voc_dir=args.data / "Annotations", jobs=2)
-        sheet = contact_sheet(Path(tmp), run.scores, args.sheet)
+        sheet = contact_sheet(Path(tmp), run.scores, args.sheet, data=args.data)
     result = {
         "command": "bloodcli segment BCCD --method watershed --evaluate BCCD",
         "metrics": {k: v for k, v in run.metrics.items() if k.startswith("rbc")},

@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 mkdir -p out
 .venv/bin/bloodcli info sample_data/pbc
-.venv/bin/bloodcli train sample_data/pbc --features glcm,shape,color --model svm --cv 5 -o out/model.bcm
+.venv/bin/bloodcli train sample_data/pbc --features glcm,shape,color --model svm --folds 5 -o out/model.bcm

@@ -85,7 +85,7 @@ def train(
 def predict(
     model: Annotated[Path, typer.Argument(help="Model file from 'bloodcli train'.")],
     inputs: Annotated[list[str], typer.Argument(help="Images, folders, globs, a CSV manifest or a VOC folder.")],
-    output_path: Annotated[Optional[Path], typer.Option("--output", "-o", help="Predictions CSV [default: stdout].")] = None,
+    output_path: Annotated[Optional[Path], typer.Option("--output", "-o", help="Predictions CSV (default: stdout).")] = None,
     weights: WeightsOpt = None,
     run: ExecutionOptions = ExecutionOptions(),
 ) -> None:
@@ -116,8 +116,8 @@ def evaluate(
     source: Annotated[str, typer.Argument(metavar="MODEL|TRAIN_DATASET", help="Model file from 'bloodcli train'; with --test, a training dataset.")],
     dataset: Annotated[Optional[str], typer.Argument(metavar="DATASET", show_default=False, help="Labelled dataset (folder, CSV, VOC) or features .joblib file to score MODEL on.")] = None,
     test: Annotated[Optional[str], typer.Option("--test", help="Train on TRAIN_DATASET, then score on this labelled dataset.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help=f"With --test: classifier [default: {DEFAULTS['model']}].")] = None,
-    features: Annotated[Optional[str], typer.Option("--features", "-f", help=f"With --test: extractors [default: {DEFAULTS['features']}].")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=f"With --test: classifier (default: {DEFAULTS['model']}).")] = None,
+    features: Annotated[Optional[str], typer.Option("--features", "-f", help=f"With --test: extractors (default: {DEFAULTS['features']}).")] = None,
     feature_option: FeatureOptionOpt = None,
     weights: WeightsOpt = None,
     augment: AugmentOpt = None,
@@ -208,7 +208,7 @@ def compare(
     features: Annotated[
         Optional[list[str]],
         typer.Option("--features", "-f", help="Feature set, extractors joined by '+', e.g. glcm+shape+color (repeatable; "
-                     f"space-separated sets in one value also work).  [default: {DEFAULTS['features'].replace(',', '+')}]"),
+                     f"space-separated sets in one value also work). (default: {DEFAULTS['features'].replace(',', '+')})"),
     ] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Classifiers, comma-separated.")] = ",".join(CLASSIFIERS),
     folds: Annotated[int, typer.Option("--folds", help="Folds per cross-validation round.")] = 5,
