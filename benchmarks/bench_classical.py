@@ -80,7 +80,7 @@ def peak_rss_mb(manifest: Path) -> float:
 
 def write_manifest(files: list[Path], repeats: int, folder: Path) -> Path:
     path = folder / f"manifest_x{repeats}.csv"
-    lines = ["path,label"] + [f"{f},{f.parent.name}" for _ in range(repeats) for f in files]
+    lines = ["path,label"] + [f"{f.resolve()},{f.parent.name}" for _ in range(repeats) for f in files]  # the CSV is elsewhere
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -52,8 +52,8 @@ def test_compare_refits_each_fold_once_for_every_configuration(small_dataset, fi
     stain = Preprocessing(stain="reinhard")
     result = api.compare(small_dataset, ["color", "glcm+color"], "logreg,rf", folds=2, repeats=2, preprocessing=stain,
                          options=api.ExecutionOptions(jobs=1))  # fmt: skip
-    # one fit per extractor on all images, then one per extractor and training part (4 folds), not per configuration
-    assert len(fitted_on) == 2 * (1 + 4)
+    # one fit on all images, then one per training part (4 folds): not per extractor, not per configuration
+    assert len(fitted_on) == 1 + 4
     assert "fitted on each training part" in result.to_dict()["protocol"]
 
 

@@ -62,11 +62,20 @@ def featurize(source, plan: Plan, options: ExecutionOptions | None = None) -> Fe
 
 def featurize_dataset(dataset: Dataset, plan: Plan, options: ExecutionOptions) -> FeatureTable:
     """:func:`featurize` of a loaded dataset; the table can refit when references were fitted."""
-    if not plan.preprocessing.needs_fitting:
-        return run_extraction(dataset, plan.extractors, plan.preprocessing, options, plan.augmentation)
-    fitted = fit_preprocessing(dataset, plan.preprocessing)
-    table = run_extraction(dataset, plan.extractors, fitted, options, plan.augmentation)
-    table.refit = _Refit(Dataset(table.samples, dataset.source, dataset.kind), plan, replace(options, progress=None))
+    preprocessing = fitted_preprocessing(dataset, plan)
+    table = run_extraction(dataset, plan.extractors, preprocessing, options, plan.augmentation)
+    return with_refit(table, dataset, plan, options)
+
+
+def fitted_preprocessing(dataset: Dataset, plan: Plan) -> Preprocessing:
+    """The plan's preprocessing with its references fitted on ``dataset`` (as it is when it needs none)."""
+    return fit_preprocessing(dataset, plan.preprocessing) if plan.preprocessing.needs_fitting else plan.preprocessing
+
+
+def with_refit(table: FeatureTable, dataset: Dataset, plan: Plan, options: ExecutionOptions) -> FeatureTable:
+    """``table`` made able to refit its references on some of its rows, when the plan fits any."""
+    if plan.preprocessing.needs_fitting:
+        table.refit = _Refit(Dataset(table.samples, dataset.source, dataset.kind), plan, replace(options, progress=None))
     return table
 
 
@@ -80,7 +89,7 @@ class _Refit:
 
     def __call__(self, rows: np.ndarray) -> FeatureTable:
         training = Dataset([self.dataset.samples[i] for i in rows], self.dataset.source, self.dataset.kind)
-        fitted = fit_preprocessing(training, self.plan.preprocessing)
+        fitted = fitted_preprocessing(training, self.plan)
         table = run_extraction(self.dataset, self.plan.extractors, fitted, self.options, self.plan.augmentation)
         if len(table) != len(self.dataset):  # these images were all read before: rows must line up
             raise AssertionError(f"a refit kept {len(table)} of {len(self.dataset)} rows")

@@ -15,7 +15,13 @@ import numpy as np
 
 from bloodcli.errors import DatasetError, ModelFileError, UsageError
 from bloodcli.features import extractor_kind, extractors_from_specs
-from bloodcli.pipeline.featurize import featurize_dataset, is_features_file, load_source
+from bloodcli.pipeline.featurize import (
+    fitted_preprocessing,
+    is_features_file,
+    load_source,
+    run_extraction,
+    with_refit,
+)
 from bloodcli.pipeline.options import ExecutionOptions
 from bloodcli.pipeline.plan import FeatureSettings, Plan
 from bloodcli.pipeline.table import AugmentedRows, FeatureTable
@@ -55,15 +61,18 @@ def extract_union(source, plan: Plan, options: ExecutionOptions) -> tuple[Featur
         return _from_features_file(source, plan.names)
     dataset = load_source(source, options)
     _start_workers(min(options.workers, len(dataset)))
+    preprocessing = fitted_preprocessing(dataset, plan)  # once for every extractor
     tables, timings = [], []
-    for name in plan.names:
+    for extractor in plan.extractors:
         start = time.perf_counter()
-        table = featurize_dataset(dataset, plan.select([name]), options)
+        table = run_extraction(dataset, [extractor], preprocessing, options, plan.augmentation)
         seconds = time.perf_counter() - start
         tables.append(table)
         images = table.n_computed + table.n_cached  # one extractor: one per original and copy
-        timings.append(ExtractorTiming(name, extractor_kind(name), seconds, images, table.n_computed, table.n_cached))
-    return _join(tables) + (timings,)
+        timings.append(ExtractorTiming(extractor.name, extractor_kind(extractor.name), seconds, images, table.n_computed, table.n_cached))
+    union, spans = _join(tables)
+    # A refit recomputes every extractor in one pass with references fitted once per training part.
+    return with_refit(union, dataset, plan, options), spans, timings
 
 
 def spans_of(settings: FeatureSettings) -> dict[str, slice]:
@@ -100,8 +109,6 @@ def _join(tables: list[FeatureTable]) -> tuple[FeatureTable, dict[str, slice]]:
         [first.samples[i] for i in rows[0]], [first.content_keys[i] for i in rows[0]], settings, failures,
         sum(t.n_computed for t in tables), sum(t.n_cached for t in tables), _join_augmented(tables, rows),
     )  # fmt: skip
-    if all(t.refit is not None and len(t) == len(union) for t in tables):
-        union.refit = lambda training_rows: _join([t.refit(training_rows) for t in tables])[0]
     return union, spans_of(settings)
 
 
