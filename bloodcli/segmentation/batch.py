@@ -160,7 +160,8 @@ def _segment_and_write(path, data, name, out_dir, method, params, crops, voc_dir
         _write_crops(rgb, seg, out_dir / "crops", name)
     # Plain Python numbers, so a resumed run (read back from JSON) writes identical tables.
     rows = json.loads(json.dumps([{"image": str(path), **obj.to_row()} for obj in seg.objects], default=_plain_number))
-    return _ImageResult(str(path), {"image": str(path), **seg.counts}, rows, score)
+    counts = {"image": str(path), **seg.counts, "rbc_diameter": round(seg.rbc_diameter, 2)}
+    return _ImageResult(str(path), counts, rows, score)
 
 
 def _plain_number(value):
@@ -187,7 +188,7 @@ def _finish(out_dir: Path, results: list[_ImageResult], evaluate: bool) -> Segme
     columns += [f"shape_{p}" for p in REGION_PROPERTIES if p != "area"]
     _write_csv(out_dir / "objects.csv", columns, rows)
     counts = [r.counts for r in done]
-    _write_csv(out_dir / "counts.csv", ["image", *CLASSES], counts)
+    _write_csv(out_dir / "counts.csv", ["image", *CLASSES, "rbc_diameter"], counts)
     scores = [r.score for r in done if r.score is not None]
     metrics = None
     if evaluate:

@@ -1,4 +1,10 @@
-"""Scoring a smear segmentation against VOC boxes and white-cell masks."""
+"""Scoring a smear segmentation against its ground truth: VOC boxes, white-cell masks or red-cell points.
+
+Point files (``x y [type]`` per line, one line per red cell, as in the Chula RBC-12 data) give a
+complete count and say whether each cell got an object of its own: a point is *recalled* when it
+falls in a red-cell object that holds no other point; objects holding two or more points are
+merged cells.
+"""
 
 from __future__ import annotations
 
@@ -78,15 +84,19 @@ class ImageScore:
     rbc_fp: int | None = None
     rbc_fn: int | None = None
     rbc_box_coverage: float | None = None  # fraction of segmented red-cell pixels inside VOC RBC boxes
+    rbc_points: int | None = None  # red cells marked by a point
+    rbc_point_hits: int | None = None  # points alone in a red-cell object
+    rbc_merged: int | None = None  # red-cell objects holding two or more points
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def score_image(
-    segmentation: Segmentation, image: str, boxes: list[tuple[str, Box]] | None = None, wbc_mask: np.ndarray | None = None
-) -> ImageScore:
-    """Score one segmentation against VOC ``(class, box)`` pairs and/or a white-cell mask."""
+    segmentation: Segmentation, image: str, boxes: list[tuple[str, Box]] | None = None, wbc_mask: np.ndarray | None = None,
+    points: np.ndarray | None = None,
+) -> ImageScore:  # fmt: skip
+    """Score one segmentation against VOC ``(class, box)`` pairs, a white-cell mask and/or red-cell points ``(n, 2)`` as x, y."""
     counts = segmentation.counts
     score = ImageScore(str(image), counts["RBC"], counts["WBC"], counts["platelet"])
     if boxes is not None:
@@ -103,7 +113,36 @@ def score_image(
         score.wbc_dice, score.wbc_iou = mask_overlap(predicted, wbc_mask)
         score.wbc_intersection = int(np.logical_and(predicted, wbc_mask).sum())
         score.wbc_pixels, score.wbc_pixels_true = int(predicted.sum()), int(wbc_mask.sum())
+    if points is not None:
+        score.rbc_points, score.rbc_point_hits, score.rbc_merged = point_hits(segmentation, points)
     return score
+
+
+def point_hits(segmentation: Segmentation, points: np.ndarray) -> tuple[int, int, int]:
+    """Points, points alone in a red-cell object, and red-cell objects holding two or more points."""
+    height, width = segmentation.labels.shape
+    xy = np.rint(np.asarray(points, dtype=np.float64).reshape(-1, 2)).astype(int)
+    xy = xy[(xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)]
+    red = np.zeros(int(segmentation.labels.max()) + 1, bool)
+    red[[o.object_id for o in segmentation.objects if o.cls == "RBC"]] = True
+    ids = segmentation.labels[xy[:, 1], xy[:, 0]].astype(int)
+    ids = ids[red[ids]]
+    per_object = np.bincount(ids, minlength=len(red))
+    return len(points), int((per_object[ids] == 1).sum()), int((per_object >= 2).sum())
+
+
+def read_points(path: str | Path) -> np.ndarray:
+    """Red-cell centres ``(n, 2)`` as x, y from a point file (``x y [type]`` per line; blank lines skipped)."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), start=1):
+        fields = line.replace(",", " ").split()
+        if not fields:
+            continue
+        try:
+            rows.append((float(fields[0]), float(fields[1])))
+        except (ValueError, IndexError):
+            raise InputDataError(f"{path}: line {number}: expected 'x y [type]', got {line.strip()[:60]!r}") from None
+    return np.array(rows, dtype=np.float64).reshape(-1, 2)
 
 
 def _box_coverage(mask: np.ndarray, boxes: list[Box]) -> float:
@@ -136,6 +175,18 @@ def summarize(scores: list[ImageScore], complete_coverage: float = 0.9) -> dict:
     if boxed:  # box-level recall shows whether the annotated red cells are found at all
         tp, fp, fn = (sum(getattr(s, k) for s in boxed) for k in ("rbc_tp", "rbc_fp", "rbc_fn"))
         summary.update(rbc_box_precision=tp / max(tp + fp, 1), rbc_box_recall=tp / max(tp + fn, 1))
+    summary.update(_point_scores([s for s in scores if s.rbc_points is not None]))
+    return summary
+
+
+def _point_scores(scores: list[ImageScore]) -> dict:
+    """Red-cell count error against points (a complete count), point recall and merged objects."""
+    summary = {"n_with_points": len(scores)}
+    errors = _count_errors("rbc", [(s.rbc, s.rbc_points) for s in scores])
+    summary.update({k.replace("rbc_", "rbc_points_", 1): v for k, v in errors.items()})
+    points = sum(s.rbc_points for s in scores) if scores else 0
+    summary["rbc_point_recall"] = sum(s.rbc_point_hits for s in scores) / points if points else None
+    summary["rbc_merged_per_image"] = float(np.mean([s.rbc_merged for s in scores])) if scores else None
     return summary
 
 
@@ -175,18 +226,24 @@ def _count_errors(name: str, pairs: list[tuple[int, int]]) -> dict:
     }
 
 
-def find_truth(image: str | Path, voc_dir: str | Path | None, mask_dir: str | Path | None):
-    """The VOC boxes and white-cell mask of an image, found by file stem (None where absent)."""
+def find_truth(image: str | Path, truth_dir: str | Path | None, mask_dir: str | Path | None):
+    """The VOC boxes, white-cell mask and red-cell points of an image, found by file stem (None where absent).
+
+    ``truth_dir`` is a VOC folder (``Annotations/<stem>.xml`` or ``<stem>.xml``) or a folder of point
+    files (``points/<stem>.txt`` or ``<stem>.txt``).
+    """
     stem = Path(image).stem
-    boxes = None
-    if voc_dir is not None:
-        xml = _first_existing([Path(voc_dir) / "Annotations" / f"{stem}.xml", Path(voc_dir) / f"{stem}.xml"])
+    boxes = points = mask = None
+    if truth_dir is not None:
+        root = Path(truth_dir)
+        xml = _first_existing([root / "Annotations" / f"{stem}.xml", root / f"{stem}.xml"])
         boxes = read_voc_boxes(xml)[1] if xml is not None else None
-    mask = None
+        text = _first_existing([root / "points" / f"{stem}.txt", root / f"{stem}.txt"])
+        points = read_points(text) if text is not None else None
     if mask_dir is not None:
         path = _first_existing([Path(mask_dir) / f"{stem}{ext}" for ext in (".png", ".bmp", ".tif", ".jpg")])
         mask = _read_mask(path) if path is not None else None
-    return boxes, mask
+    return boxes, mask, points
 
 
 def _first_existing(paths: list[Path]) -> Path | None:

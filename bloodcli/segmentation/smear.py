@@ -14,9 +14,12 @@ The pipeline works on the stain colours of a Wright–Giemsa smear (HSV) and on 
    cell; ``"watershed"`` splits touching red cells from the peaks of the distance transform.
    Cells cut by the image edge count only when ``rbc_edge_min_area`` of them shows.
 
-Everything runs at ``params.scale`` (half resolution by default, for speed); lengths and
-areas in :class:`SegmentationParams` are in full-resolution pixels. Defaults were tuned on
-BCCD (640x480 images, red cells about 100 pixels across).
+Sizes come from the image: its typical red-cell diameter is estimated first
+(:mod:`bloodcli.segmentation.scale`, or given as ``rbc_diameter``), and the image is analysed at
+the resolution that gives its red cells the reference size (:data:`REFERENCE_DIAMETER` pixels
+times ``params.scale``). Lengths and areas in :class:`SegmentationParams` are in pixels of that
+reference magnification, so the same settings hold for any microscope and camera. They were
+tuned on BCCD (640x480 images, red cells about 96 pixels across).
 
 Examples
 --------
@@ -38,6 +41,8 @@ from scipy import ndimage as ndi
 
 from bloodcli.errors import UsageError
 from bloodcli.imaging.morphology import disc, fill_holes, region_shape
+from bloodcli.segmentation.levels import background_level, red_cell_contrast
+from bloodcli.segmentation.scale import REFERENCE_DIAMETER, estimate_rbc_diameter
 from bloodcli.settings import settings_from_pairs
 
 CLASSES = ("RBC", "WBC", "platelet")
@@ -50,10 +55,13 @@ CLASS_COLOURS = {"RBC": (230, 30, 30), "WBC": (20, 60, 255), "platelet": (0, 200
 class SegmentationParams:
     """Every threshold of the segmentation; hue in OpenCV units [0, 180), S in [0, 255].
 
-    Lengths are in full-resolution pixels and areas in full-resolution square pixels.
+    Lengths and areas are in pixels of the reference magnification (red cells
+    :data:`REFERENCE_DIAMETER` pixels across); each image is rescaled to it (masks are returned at
+    the image's own size).
     """
 
-    scale: float = 0.5  # analysis resolution (1 = full); masks are returned at full size
+    scale: float = 0.5  # analysis resolution relative to the reference magnification (1 = full)
+    rbc_diameter: float = 0.0  # red-cell diameter in the image's own pixels; 0 = estimate it per image
     blur: float = 1.5  # Gaussian sigma (full-res pixels) before thresholding
     nucleus_hue_min: int = 110
     nucleus_hue_max: int = 155
@@ -67,7 +75,7 @@ class SegmentationParams:
     wbc_reach: int = 45  # cytoplasm lies within this distance of the nucleus
     wbc_convex: bool = True  # white cells are round: take the convex hull of the body
     background_percentile: float = 90.0  # lightness of the bright background, per image
-    rbc_contrast: int = 18  # red cells are at least this much darker (Lab L*, 0-255) than background
+    rbc_contrast: int = 0  # red cells are this much darker (Lab L*, 0-255) than background; 0 = from the image
     rbc_open: int = 3  # opening radius that cuts thin bridges and speckle
     rbc_min_area: int = 1200  # smaller red fragments are debris
     rbc_edge_min_area: int = 6000  # red cells cut by the image edge count only when this much shows
@@ -79,6 +87,8 @@ class SegmentationParams:
     def __post_init__(self) -> None:
         if not 0.1 <= self.scale <= 1.0:
             raise UsageError(f"segmentation scale must be in [0.1, 1], got {self.scale}")
+        if not (self.rbc_diameter == 0 or 4 <= self.rbc_diameter <= 1000):
+            raise UsageError(f"rbc_diameter must be 0 (estimate) or 4 to 1000 pixels, got {self.rbc_diameter}")
         for name in ("nucleus_hue_min", "nucleus_hue_max", "cytoplasm_hue_min", "cytoplasm_hue_max"):
             if not 0 <= getattr(self, name) <= 180:
                 raise UsageError(f"{name} must be a hue in [0, 180], got {getattr(self, name)}")
@@ -118,6 +128,7 @@ class Segmentation:
     labels: np.ndarray  # uint16, (H, W)
     objects: list[CellObject]
     method: str
+    rbc_diameter: float = REFERENCE_DIAMETER  # the red-cell diameter the image was analysed for (its own pixels)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -151,14 +162,17 @@ def segment_image(rgb: np.ndarray, method: str = "watershed", params: Segmentati
     check_method(method)
     params = params or SegmentationParams()
     height, width = rgb.shape[:2]
-    small = _resize(rgb, params.scale)
+    contrast = params.rbc_contrast or red_cell_contrast(_lightness(_resize(rgb, min(1.0, 480 / max(height, width)))),
+                                                        params.background_percentile)  # fmt: skip
+    diameter = params.rbc_diameter or estimate_rbc_diameter(rgb, contrast, params.background_percentile)
+    diameter = diameter or REFERENCE_DIAMETER  # no red cell to measure: nothing depends on the size
+    small = _resize(rgb, analysis_factor(rgb.shape, diameter, params.scale))
     smooth = _blur(small, params.blur * params.scale)
     wbc, platelets = _stained_objects(cv2.cvtColor(smooth, cv2.COLOR_RGB2HSV), params)
-    lightness = cv2.cvtColor(smooth, cv2.COLOR_RGB2LAB)[..., 0]
-    rbc = _red_cells(lightness, wbc > 0, platelets > 0, method, params)
+    rbc = _red_cells(cv2.cvtColor(smooth, cv2.COLOR_RGB2LAB)[..., 0], wbc > 0, platelets > 0, method, params, contrast)
     layers = [("WBC", wbc), ("platelet", platelets), ("RBC", rbc)]
     labels, classes = _combine(layers, (height, width))
-    return Segmentation(labels, _describe(labels, classes), method)
+    return Segmentation(labels, _describe(labels, classes), method, float(diameter))
 
 
 def check_method(method: str) -> None:
@@ -167,11 +181,21 @@ def check_method(method: str) -> None:
         raise UsageError(f"unknown segmentation method {method!r} (choose {' or '.join(METHODS)})")
 
 
-def _resize(rgb: np.ndarray, scale: float) -> np.ndarray:
-    if scale == 1.0:
+#: Largest analysis image (pixels): bounds time and memory when tiny cells call for upsampling.
+MAX_ANALYSIS_PIXELS = 4_000_000
+
+
+def analysis_factor(shape: tuple[int, ...], diameter: float, scale: float) -> float:
+    """The resize factor that gives red cells of ``diameter`` pixels the reference size times ``scale``."""
+    factor = scale * REFERENCE_DIAMETER / diameter
+    return min(factor, float(np.sqrt(MAX_ANALYSIS_PIXELS / (shape[0] * shape[1]))))
+
+
+def _resize(rgb: np.ndarray, factor: float) -> np.ndarray:
+    if factor == 1.0:
         return rgb
-    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    size = (max(1, round(rgb.shape[1] * factor)), max(1, round(rgb.shape[0] * factor)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
 
 
 def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -227,11 +251,15 @@ def _convex(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _red_cells(lightness, wbc: np.ndarray, platelets: np.ndarray, method: str, p: SegmentationParams) -> np.ndarray:
+def _lightness(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.GaussianBlur(rgb, (0, 0), 1.0), cv2.COLOR_RGB2LAB)[..., 0]
+
+
+def _red_cells(lightness, wbc: np.ndarray, platelets: np.ndarray, method: str, p: SegmentationParams, contrast: float) -> np.ndarray:
     # Pale red cells have too little saturation for a hue test but are clearly darker than the
     # background; measuring against this image's own background absorbs exposure changes.
-    background = np.percentile(lightness, p.background_percentile)
-    red = lightness.astype(np.int16) <= background - p.rbc_contrast
+    background = background_level(lightness, p.background_percentile)
+    red = lightness.astype(np.int16) <= background - contrast
     red = fill_holes(red) & ~wbc  # the pale centre of a red cell is part of it
     red = cv2.morphologyEx(red.astype(np.uint8), cv2.MORPH_OPEN, disc(p.rbc_open * p.scale))
     red = (red | (platelets & cv2.dilate(red, disc(1)))) > 0  # platelets on a red cell leave no hole
