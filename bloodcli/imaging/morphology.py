@@ -30,6 +30,32 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return (padded | (1 - outside)).astype(bool)[1:-1, 1:-1]
 
 
+def fill_round_holes(mask: np.ndarray, max_area: float, min_solidity: float = 0.8) -> np.ndarray:
+    """Fill the holes of ``mask`` that are small and convex, like the pale centre of a red cell.
+
+    The background enclosed between touching cells is concave (a curved triangle between three
+    discs) and background enclosed by a ring of cells is large: both stay background, so cells
+    around them keep their own centres.
+    """
+    mask = mask > 0
+    holes = fill_holes(mask) & ~mask
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(holes.view(np.uint8), connectivity=4)
+    keep = np.zeros(count, bool)
+    for index in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] <= max_area):
+        if index == 0:
+            continue
+        x, y, w, h, area = stats[index]
+        if area < 5 or _solidity(labels[y : y + h, x : x + w] == index, area) >= min_solidity:
+            keep[index] = True
+    return mask | keep[labels]
+
+
+def _solidity(region: np.ndarray, area: int) -> float:
+    contours, _ = cv2.findContours(region.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours)))
+    return float(area / hull) if hull > 0 else 1.0
+
+
 def disc(radius: float) -> np.ndarray:
     """Elliptical structuring element of the given radius (rounded, at least 1 pixel)."""
     r = max(1, int(round(radius)))

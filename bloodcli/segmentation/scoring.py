@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from bloodcli.errors import InputDataError
@@ -87,6 +88,7 @@ class ImageScore:
     rbc_points: int | None = None  # red cells marked by a point
     rbc_point_hits: int | None = None  # points alone in a red-cell object
     rbc_merged: int | None = None  # red-cell objects holding two or more points
+    rbc_point_coverage: float | None = None  # fraction of red-cell pixels near a point (1: every cell marked)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,7 +117,26 @@ def score_image(
         score.wbc_pixels, score.wbc_pixels_true = int(predicted.sum()), int(wbc_mask.sum())
     if points is not None:
         score.rbc_points, score.rbc_point_hits, score.rbc_merged = point_hits(segmentation, points)
+        score.rbc_point_coverage = point_coverage(segmentation, points)
     return score
+
+
+def point_coverage(segmentation: Segmentation, points: np.ndarray, reach: float = 0.75) -> float:
+    """Fraction of red-cell pixels within ``reach`` red-cell diameters of a point (1.0 without red cells).
+
+    Where every red cell is marked, nearly every red-cell pixel lies near its cell's point;
+    a low coverage flags an image whose annotation leaves cells out, whatever the object count.
+    """
+    mask = segmentation.class_mask("RBC")
+    total = int(mask.sum())
+    if total == 0:
+        return 1.0
+    seeds = np.ones(mask.shape, np.uint8)
+    xy = np.rint(np.asarray(points, dtype=np.float64).reshape(-1, 2)).astype(int)
+    xy = xy[(xy[:, 0] >= 0) & (xy[:, 0] < mask.shape[1]) & (xy[:, 1] >= 0) & (xy[:, 1] < mask.shape[0])]
+    seeds[xy[:, 1], xy[:, 0]] = 0
+    distance = cv2.distanceTransform(seeds, cv2.DIST_L2, 5)
+    return float((mask & (distance <= reach * segmentation.rbc_diameter)).sum() / total)
 
 
 def point_hits(segmentation: Segmentation, points: np.ndarray) -> tuple[int, int, int]:
@@ -179,11 +200,19 @@ def summarize(scores: list[ImageScore], complete_coverage: float = 0.9) -> dict:
     return summary
 
 
-def _point_scores(scores: list[ImageScore]) -> dict:
-    """Red-cell count error against points (a complete count), point recall and merged objects."""
+def _point_scores(scores: list[ImageScore], complete_coverage: float = 0.9) -> dict:
+    """Red-cell count error against points, point recall and merged objects.
+
+    The count error is also given on the images whose points cover at least ``complete_coverage``
+    of the red-cell pixels, where the annotation marks (nearly) every cell.
+    """
     summary = {"n_with_points": len(scores)}
     errors = _count_errors("rbc", [(s.rbc, s.rbc_points) for s in scores])
     summary.update({k.replace("rbc_", "rbc_points_", 1): v for k, v in errors.items()})
+    complete = [s for s in scores if s.rbc_point_coverage >= complete_coverage]
+    errors = _count_errors("rbc", [(s.rbc, s.rbc_points) for s in complete])
+    summary.update({k.replace("rbc_", "rbc_points_", 1) + "_complete": v for k, v in errors.items()})
+    summary["n_points_complete"] = len(complete)
     points = sum(s.rbc_points for s in scores) if scores else 0
     summary["rbc_point_recall"] = sum(s.rbc_point_hits for s in scores) / points if points else None
     summary["rbc_merged_per_image"] = float(np.mean([s.rbc_merged for s in scores])) if scores else None

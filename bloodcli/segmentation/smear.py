@@ -40,9 +40,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from bloodcli.errors import UsageError
-from bloodcli.imaging.morphology import disc, fill_holes, region_shape
-from bloodcli.segmentation.levels import background_level, red_cell_contrast
-from bloodcli.segmentation.scale import REFERENCE_DIAMETER, estimate_rbc_diameter
+from bloodcli.imaging.morphology import disc, fill_holes, fill_round_holes, region_shape
+from bloodcli.segmentation.levels import background_level
+from bloodcli.segmentation.scale import REFERENCE_DIAMETER, measure_smear
 from bloodcli.settings import settings_from_pairs
 
 CLASSES = ("RBC", "WBC", "platelet")
@@ -60,7 +60,7 @@ class SegmentationParams:
     the image's own size).
     """
 
-    scale: float = 0.5  # analysis resolution relative to the reference magnification (1 = full)
+    scale: float = 0.4  # analysis resolution relative to the reference magnification (1 = full)
     rbc_diameter: float = 0.0  # red-cell diameter in the image's own pixels; 0 = estimate it per image
     blur: float = 1.5  # Gaussian sigma (full-res pixels) before thresholding
     nucleus_hue_min: int = 110
@@ -79,10 +79,11 @@ class SegmentationParams:
     rbc_open: int = 3  # opening radius that cuts thin bridges and speckle
     rbc_min_area: int = 1200  # smaller red fragments are debris
     rbc_edge_min_area: int = 6000  # red cells cut by the image edge count only when this much shows
-    peak_min_distance: int = 22  # watershed seeds: distance-transform peaks this far apart
-    peak_min_height: float = 12.0  # ... at least this deep inside the cell (pixels)
-    rbc_typical_area: int = 7000  # area of one red cell; 0 turns clump splitting off
-    rbc_clump_factor: float = 2.0  # a watershed region this many red cells large is a clump
+    peak_min_distance: int = 45  # watershed seeds: distance-transform peaks this far apart (about half a cell)
+    peak_min_height: float = 12.0  # ... at least this deep inside the cell (pixels); a region without one gets its deepest point
+    rbc_typical_area: int = 0  # area of one red cell; 0 = the median watershed region of each image
+    rbc_clump_factor: float = 2.0  # a watershed region this many red cells large is a clump; 0 turns splitting off
+    rbc_fragment_factor: float = 0.5  # a watershed region below this share of a red cell joins its neighbour
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.scale <= 1.0:
@@ -162,10 +163,10 @@ def segment_image(rgb: np.ndarray, method: str = "watershed", params: Segmentati
     check_method(method)
     params = params or SegmentationParams()
     height, width = rgb.shape[:2]
-    contrast = params.rbc_contrast or red_cell_contrast(_lightness(_resize(rgb, min(1.0, 480 / max(height, width)))),
-                                                        params.background_percentile)  # fmt: skip
-    diameter = params.rbc_diameter or estimate_rbc_diameter(rgb, contrast, params.background_percentile)
-    diameter = diameter or REFERENCE_DIAMETER  # no red cell to measure: nothing depends on the size
+    levels = measure_smear(rgb, params.rbc_contrast or None, params.background_percentile)
+    contrast = levels.contrast
+    # Without red cells to measure nothing depends on their size: the reference does.
+    diameter = params.rbc_diameter or levels.rbc_diameter or REFERENCE_DIAMETER
     small = _resize(rgb, analysis_factor(rgb.shape, diameter, params.scale))
     smooth = _blur(small, params.blur * params.scale)
     wbc, platelets = _stained_objects(cv2.cvtColor(smooth, cv2.COLOR_RGB2HSV), params)
@@ -251,25 +252,23 @@ def _convex(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _lightness(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(cv2.GaussianBlur(rgb, (0, 0), 1.0), cv2.COLOR_RGB2LAB)[..., 0]
-
-
 def _red_cells(lightness, wbc: np.ndarray, platelets: np.ndarray, method: str, p: SegmentationParams, contrast: float) -> np.ndarray:
     # Pale red cells have too little saturation for a hue test but are clearly darker than the
     # background; measuring against this image's own background absorbs exposure changes.
     background = background_level(lightness, p.background_percentile)
     red = lightness.astype(np.int16) <= background - contrast
-    red = fill_holes(red) & ~wbc  # the pale centre of a red cell is part of it
+    red = fill_round_holes(red, 0.5 * REFERENCE_CELL_AREA * p.scale**2) & ~wbc  # a pale centre is part of its cell
     red = cv2.morphologyEx(red.astype(np.uint8), cv2.MORPH_OPEN, disc(p.rbc_open * p.scale))
     red = (red | (platelets & cv2.dilate(red, disc(1)))) > 0  # platelets on a red cell leave no hole
     if method == "watershed":
         labels = _split_touching(red, p)
+        typical = p.rbc_typical_area * p.scale**2 or _median_area(labels, p.rbc_min_area * p.scale**2)
+        labels = _merge_fragments(labels, p.rbc_fragment_factor * typical)
     else:
         labels = cv2.connectedComponents(red.astype(np.uint8), connectivity=8)[1]
     labels = _drop_small(labels, p.rbc_min_area * p.scale**2, p.rbc_edge_min_area * p.scale**2)
-    if method == "watershed" and p.rbc_typical_area > 0:
-        labels = _split_clumps(labels, p.rbc_typical_area * p.scale**2, p.rbc_clump_factor)
+    if method == "watershed" and p.rbc_clump_factor > 0:
+        labels = _split_clumps(labels, typical, p.rbc_clump_factor)
     return labels
 
 
@@ -283,8 +282,62 @@ def _split_touching(mask: np.ndarray, p: SegmentationParams) -> np.ndarray:
     distance = cv2.GaussianBlur(distance, (0, 0), 1.0)
     local_max = cv2.dilate(distance, disc(p.peak_min_distance * p.scale)) <= distance
     peaks = local_max & (distance >= p.peak_min_height * p.scale) & mask
+    peaks |= _deepest_points_of_unseeded(mask, peaks, distance)  # small cells keep a seed of their own
     markers = cv2.connectedComponents(cv2.dilate(peaks.astype(np.uint8), disc(1)), connectivity=8)[1]
     return watershed(-distance, markers, mask=mask).astype(np.int32)
+
+
+#: Area of one red cell at the reference magnification (square pixels, BCCD): bounds the pale centres filled.
+REFERENCE_CELL_AREA = 7000
+
+
+def _median_area(labels: np.ndarray, min_area: float) -> float:
+    """Median area of the whole regions (not cut by the image edge, at least ``min_area``): one red cell."""
+    areas = np.bincount(labels.ravel())
+    cut = np.zeros(len(areas), bool)
+    cut[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    whole = areas[1:][~cut[1:] & (areas[1:] >= min_area)]
+    return float(np.median(whole)) if len(whole) else np.inf
+
+
+def _merge_fragments(labels: np.ndarray, min_area: float) -> np.ndarray:
+    """Join each watershed region smaller than ``min_area`` to the touching region it shares most border with.
+
+    Seeds in the filled gap between touching cells, or on a bump of an irregular outline, cut off
+    slivers that are no cell; a small cell on its own touches nothing and stays.
+    """
+    areas = np.bincount(labels.ravel())
+    small = np.flatnonzero(areas < min_area)
+    small = small[small > 0]
+    if len(small) == 0:
+        return labels
+    pairs = np.concatenate([np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], 1),
+                            np.stack([labels[:-1].ravel(), labels[1:].ravel()], 1)])  # fmt: skip
+    pairs = np.sort(pairs[(pairs[:, 0] != pairs[:, 1]) & (pairs > 0).all(axis=1)], axis=1).astype(np.int64)
+    codes, counts = np.unique(pairs[:, 0] * len(areas) + pairs[:, 1], return_counts=True)  # 1-D: fast
+    contacts = np.stack([codes // len(areas), codes % len(areas)], axis=1)
+    target = np.arange(len(areas))
+    for region in small[np.argsort(areas[small])]:  # smallest first
+        touching = (contacts == region).any(axis=1)
+        if not touching.any():
+            continue
+        neighbours = contacts[touching].max(axis=1) + contacts[touching].min(axis=1) - region
+        target[region] = neighbours[np.argmax(counts[touching])]
+    while not np.array_equal(target, target[target]):  # follow chains of merged regions
+        target = target[target]
+    return target[labels]
+
+
+def _deepest_points_of_unseeded(mask: np.ndarray, peaks: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """The deepest point of every connected region of ``mask`` that holds no peak (a seed for each)."""
+    count, regions = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    unseeded = np.setdiff1d(np.arange(1, count), regions[peaks])
+    if len(unseeded) == 0:
+        return np.zeros(mask.shape, bool)
+    inside = np.isin(regions, unseeded)
+    deepest = np.zeros(count)
+    np.maximum.at(deepest, regions[inside], distance[inside])  # few, small regions: cheap
+    return inside & (distance >= deepest[regions])
 
 
 def _split_clumps(labels: np.ndarray, typical_area: float, factor: float) -> np.ndarray:
