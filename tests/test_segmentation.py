@@ -36,8 +36,8 @@ runner = CliRunner()
 
 # Counts of the final default parameters (watershed), pinned; VOC counts beside them for scale.
 GOLDEN = {
-    "BloodImage_00117": {"RBC": 15, "WBC": 1, "platelet": 2},  # VOC: 10, 1, 2 (the lower-left cells are unboxed)
-    "BloodImage_00189": {"RBC": 15, "WBC": 1, "platelet": 0},  # VOC: 13, 1, 0
+    "BloodImage_00117": {"RBC": 11, "WBC": 1, "platelet": 2},  # VOC: 10, 1, 2 (the lower-left cells are unboxed; pale ones at the bottom edge are missed)
+    "BloodImage_00189": {"RBC": 13, "WBC": 1, "platelet": 0},  # VOC: 13, 1, 0
     "BloodImage_00307": {"RBC": 12, "WBC": 1, "platelet": 0},  # VOC: 12, 1, 1
     "BloodImage_00391": {"RBC": 13, "WBC": 1, "platelet": 0},  # VOC: 14, 1, 0
 }
