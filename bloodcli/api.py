@@ -210,6 +210,9 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
     from bloodcli.segmentation.batch import segment_files
 
     options = options or ExecutionOptions()
+    for option, folder in (("--evaluate", voc_dir), ("--masks", mask_dir)):
+        if folder is not None and not Path(folder).is_dir():
+            raise UsageError(f"{option} {folder}: not a folder")
     dataset = load_inputs(inputs, skip_errors=options.skip_errors)
     paths = list(dict.fromkeys(s.path for s in dataset.samples))  # a VOC folder lists an image once per box
     with compute_backend(options.scheduler) as client:

@@ -4,7 +4,7 @@ from conftest import SAMPLE, synthetic_cell
 from skimage.feature import graycomatrix, graycoprops
 
 from bloodcli.errors import UsageError
-from bloodcli.features import EXTRACTORS, build_extractors, parse_feature_names
+from bloodcli.features import EXTRACTORS, build_extractors, extractors_from_specs, parse_feature_names
 from bloodcli.features.base import CellImage
 from bloodcli.features.texture import (
     GLCM_PROPERTIES,
@@ -17,7 +17,20 @@ from bloodcli.io.images import read_image
 
 # Golden values: recomputing them must give the same numbers; a change means every cached
 # feature and every trained model changes too (bump the extractor's version).
-GOLDEN_NEUTROPHIL = {  # sample_data/pbc/neutrophil/BNE_225075.jpg
+GOLDEN_NEUTROPHIL = {  # sample_data/pbc/neutrophil/BNE_225075.jpg; the cell mask now covers the whole cytoplasm
+    "glcm_contrast_d1_mean": 4.21937370300293,
+    "glcm_correlation_d2_mean": 0.9254478216171265,
+    "glcm_entropy_d4_mean": 5.319093704223633,
+    "shape_cell_area": 13160.0,
+    "shape_cell_solidity": 0.9898458123207092,
+    "shape_nucleus_area_ratio": 0.398024320602417,
+    "color_rgb_r_mean": 140.96412658691406,
+    "color_hsv_s_p50": 91.0,
+    "color_lab_b_mean": 104.10189819335938,
+    "color_nucleus_rgb_b_mean": 133.46812438964844,
+    "color_hsv_h_hist12": 0.1670212745666504,
+}
+GOLDEN_NEUTROPHIL_V2 = {  # the same, version 2 of the extractors (first masks), as earlier model files need
     "glcm_contrast_d1_mean": 4.411708831787109,
     "glcm_correlation_d2_mean": 0.892765462398529,
     "glcm_entropy_d4_mean": 5.116844654083252,
@@ -32,14 +45,18 @@ GOLDEN_NEUTROPHIL = {  # sample_data/pbc/neutrophil/BNE_225075.jpg
 }
 
 
-def features_of(image) -> dict[str, float]:
-    cell = CellImage(image)
-    return {n: float(v) for e in build_extractors("glcm,shape,color") for n, v in zip(e.feature_names(), e.compute(cell))}
+def features_of(image, version: str | None = None) -> dict[str, float]:
+    extractors = build_extractors("glcm,shape,color")
+    if version is not None:
+        extractors = extractors_from_specs([dict(e.spec(), version=version) for e in extractors])
+    cell = CellImage(image, extractors[0].mask_version)
+    return {n: float(v) for e in extractors for n, v in zip(e.feature_names(), e.compute(cell))}
 
 
-def test_golden_values_on_a_real_sample():
-    values = features_of(read_image(SAMPLE / "pbc" / "neutrophil" / "BNE_225075.jpg"))
-    for name, expected in GOLDEN_NEUTROPHIL.items():
+@pytest.mark.parametrize("version, golden", [(None, GOLDEN_NEUTROPHIL), ("2", GOLDEN_NEUTROPHIL_V2)], ids=["current", "v2"])
+def test_golden_values_on_a_real_sample(version, golden):
+    values = features_of(read_image(SAMPLE / "pbc" / "neutrophil" / "BNE_225075.jpg"), version)
+    for name, expected in golden.items():
         assert values[name] == pytest.approx(expected, rel=1e-5), name
 
 

@@ -99,12 +99,13 @@ def extractors_from_specs(specs: Sequence[Mapping], check_resources: bool = True
         cls = EXTRACTORS.get(spec["name"])
         if cls is None:
             raise ModelFileError(f"feature extractor '{spec['name']}' is not available in this version of bloodcli")
-        if str(spec.get("version")) != str(cls.version):
+        version = str(spec.get("version"))
+        if version != str(cls.version) and version not in cls.mask_versions:
             raise ModelFileError(
-                f"feature extractor '{spec['name']}' version {spec.get('version')} cannot be reproduced "
+                f"feature extractor '{spec['name']}' version {version} cannot be reproduced "
                 f"(this bloodcli computes version {cls.version}); retrain the model"
             )
-        extractors.append(cls(check_resources, **spec.get("params", {})))
+        extractors.append(cls(check_resources, version, **spec.get("params", {})))
     return extractors
 
 

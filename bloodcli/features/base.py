@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from bloodcli.errors import UsageError
-from bloodcli.imaging.cell_mask import segment_single_cell
+from bloodcli.imaging.cell_mask import segment_single_cell, segment_single_cell_v1
 from bloodcli.settings import parse_like
 
 
@@ -30,8 +30,9 @@ class CellImage:
     rgb : ndarray of uint8, shape (H, W, 3)
     """
 
-    def __init__(self, rgb: np.ndarray):
+    def __init__(self, rgb: np.ndarray, mask_version: int = 2):
         self.rgb = rgb
+        self.mask_version = mask_version
 
     @cached_property
     def gray(self) -> np.ndarray:
@@ -44,7 +45,8 @@ class CellImage:
 
     @cached_property
     def masks(self) -> tuple[np.ndarray, np.ndarray]:
-        return segment_single_cell(self.rgb, self.hsv[..., 1])
+        segment = segment_single_cell if self.mask_version >= 2 else segment_single_cell_v1
+        return segment(self.rgb, self.hsv[..., 1])
 
     @property
     def cell_mask(self) -> np.ndarray:
@@ -105,7 +107,11 @@ class FeatureExtractor:
     batched: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
-    def __init__(self, check_resources: bool = True, **params):
+    #: Earlier versions this code still computes exactly, each with the single-cell mask version it used.
+    mask_versions: ClassVar[dict[str, int]] = {}
+
+    def __init__(self, check_resources: bool = True, version: str | None = None, **params):
+        self.version = str(version or type(self).version)  # an earlier version when a model file asks for one
         unknown = set(params) - set(self.defaults)
         if unknown:
             raise UsageError(
@@ -143,8 +149,13 @@ class FeatureExtractor:
         """Per-image work a batched extractor does before :meth:`compute_batch` (runs in threads)."""
         return image
 
+    @property
+    def mask_version(self) -> int:
+        """Version of the single-cell masks this extractor's version is computed on."""
+        return self.mask_versions.get(self.version, 2)
+
     def compute_batch(self, images: list[np.ndarray]) -> np.ndarray:
-        return np.stack([self.compute(CellImage(image)) for image in images])
+        return np.stack([self.compute(CellImage(image, self.mask_version)) for image in images])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"

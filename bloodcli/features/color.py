@@ -44,7 +44,8 @@ class ColorExtractor(FeatureExtractor):
     """
 
     name = "color"
-    version = "2"
+    version = "3"  # 3: single-cell masks reach the whole cytoplasm (convex hull)
+    mask_versions = {"2": 1}  # version 2 (first masks) is still reproduced for earlier model files
     description = "RGB/HSV/Lab statistics of cell, nucleus and cytoplasm; hue/saturation/chroma histograms"
     defaults = {"bins": 16}
 

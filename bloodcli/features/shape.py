@@ -35,7 +35,8 @@ class ShapeExtractor(FeatureExtractor):
     """Morphology of the cell mask (Otsu on saturation) and of the nucleus inside it."""
 
     name = "shape"
-    version = "2"
+    version = "3"  # 3: single-cell masks reach the whole cytoplasm (convex hull)
+    mask_versions = {"2": 1}  # version 2 (first masks) is still reproduced for earlier model files
     description = "cell and nucleus shape: area, perimeter, eccentricity, circularity, solidity, lobes, Hu moments"
     defaults = {"hu_moments": True}
 

@@ -111,7 +111,8 @@ class GLCMExtractor(FeatureExtractor):
     """Haralick texture of the grey image inside the cell: mean and range over angles per distance."""
 
     name = "glcm"
-    version = "2"
+    version = "3"  # 3: single-cell masks reach the whole cytoplasm (convex hull)
+    mask_versions = {"2": 1}  # version 2 (first masks) is still reproduced for earlier model files
     description = "GLCM/Haralick texture (contrast, dissimilarity, homogeneity, energy, correlation, ASM, entropy)"
     defaults = {
         "levels": 32,

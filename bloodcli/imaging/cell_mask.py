@@ -8,8 +8,51 @@ import numpy as np
 from bloodcli.imaging.morphology import disc, fill_holes, otsu_threshold
 
 
-def segment_single_cell(rgb: np.ndarray, saturation: np.ndarray, reach: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
+#: Reach of the cytoplasm around the nucleus, in nucleus radii, and the share of the nuclear saturation
+#: threshold that stained cytoplasm exceeds. Chosen on the even-numbered BCCD images' white-cell crops
+#: (cell Dice against ``wbc_masks``); the odd-numbered ones report it (0.848 before, 0.900 after).
+CYTOPLASM_REACH = 0.6
+CYTOPLASM_SATURATION = 0.5
+
+
+def segment_single_cell(rgb: np.ndarray, saturation: np.ndarray, join: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the cell nearest the image centre and of its nucleus.
+
+    The nuclear stain is the most saturated colour on a smear, so Otsu's threshold on saturation
+    finds nuclei (and platelets). Nuclear blobs within ``join`` of the image size of each other are
+    one nucleus (the lobes of a neutrophil); the one nearest the centre is the cell's. Its cytoplasm
+    is the stained (moderately saturated) pixels connected to it within :data:`CYTOPLASM_REACH`
+    nucleus radii, so the reach follows the cell, not the framing of the crop; the cell is the
+    convex hull of nucleus and cytoplasm (blood cells are round).
+
+    Returns
+    -------
+    cell, nucleus : ndarray of bool
+        Both empty when the image has no stained object.
+    """
+    height, width = saturation.shape
+    threshold = otsu_threshold(saturation)
+    nuclear = (saturation > max(threshold, 15)).astype(np.uint8)
+    nuclear = cv2.morphologyEx(nuclear, cv2.MORPH_OPEN, disc(1))
+    # Dilation by a disc == distance to the nearest nuclear pixel <= radius (faster for large radii).
+    distance = cv2.distanceTransform(1 - nuclear, cv2.DIST_L2, cv2.DIST_MASK_3)
+    chosen = _central_component((distance <= max(1, round(join * max(height, width)))).view(np.uint8))
+    if chosen is None:
+        empty = np.zeros(saturation.shape, dtype=bool)
+        return empty, empty
+    nucleus = chosen & nuclear.astype(bool)
+    nucleus_radius = float(np.sqrt(nucleus.sum() / np.pi))
+    stained = (saturation > CYTOPLASM_SATURATION * threshold) & (distance <= max(1.0, CYTOPLASM_REACH * nucleus_radius))
+    count, regions = cv2.connectedComponents((stained | nucleus).view(np.uint8), connectivity=8)
+    cell = np.isin(regions, np.unique(regions[nucleus]))
+    cell = cv2.morphologyEx(cell.view(np.uint8), cv2.MORPH_OPEN, disc(max(1.0, 0.1 * nucleus_radius))).astype(bool)
+    return _convex_hull(cell | nucleus), nucleus
+
+
+def segment_single_cell_v1(rgb: np.ndarray, saturation: np.ndarray, reach: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
+    """The first single-cell masks (cytoplasm within a fixed share of the image size of the nucleus).
+
+    Kept so that model files trained on version-2 classical features still get exactly their features.
 
     The nuclear stain is the most saturated colour on a smear, so Otsu's threshold on
     saturation finds nuclei (and platelets). Dilating them by ``reach`` (a fraction of the image
@@ -36,6 +79,13 @@ def segment_single_cell(rgb: np.ndarray, saturation: np.ndarray, reach: float = 
     stained = saturation > 0.5 * threshold
     cell = fill_holes((chosen & stained) | nucleus)
     return cell, nucleus
+
+
+def _convex_hull(mask: np.ndarray) -> np.ndarray:
+    points = cv2.findNonZero(mask.view(np.uint8))
+    hull = np.zeros(mask.shape, np.uint8)
+    cv2.fillPoly(hull, [cv2.convexHull(points)], 1)
+    return hull.astype(bool)
 
 
 def _central_component(mask: np.ndarray, min_fraction: float = 0.002) -> np.ndarray | None:

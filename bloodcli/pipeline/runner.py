@@ -95,8 +95,11 @@ def _process_sample(
         vectors = [cache.get(namespace, key) for namespace in namespaces]
         missing = [i for i, v in enumerate(vectors) if v is None]
         if missing:
-            cell = CellImage(item.image(data, preprocessing))
+            image = item.image(data, preprocessing)
+            cells: dict[int, CellImage] = {}  # one per mask version: conversions and masks computed once
             for i in missing:
+                version = extractors[i].mask_version
+                cell = cells.setdefault(version, CellImage(image, version))
                 vectors[i] = _finite(extractors[i].compute(cell))
                 cache.put(namespaces[i], key, vectors[i])
         return _SampleResult(key, vectors, computed=len(missing))
