@@ -30,17 +30,10 @@ def segment_single_cell(rgb: np.ndarray, saturation: np.ndarray, join: float = 0
     cell, nucleus : ndarray of bool
         Both empty when the image has no stained object.
     """
-    height, width = saturation.shape
-    threshold = otsu_threshold(saturation)
-    nuclear = (saturation > max(threshold, 15)).astype(np.uint8)
-    nuclear = cv2.morphologyEx(nuclear, cv2.MORPH_OPEN, disc(1))
-    # Dilation by a disc == distance to the nearest nuclear pixel <= radius (faster for large radii).
-    distance = cv2.distanceTransform(1 - nuclear, cv2.DIST_L2, cv2.DIST_MASK_3)
-    chosen = _central_component((distance <= max(1, round(join * max(height, width)))).view(np.uint8))
-    if chosen is None:
-        empty = np.zeros(saturation.shape, dtype=bool)
-        return empty, empty
-    nucleus = chosen & nuclear.astype(bool)
+    found = _central_nucleus(saturation, join)
+    if found is None:
+        return _nothing(saturation.shape)
+    chosen, nucleus, threshold, distance = found
     nucleus_radius = float(np.sqrt(nucleus.sum() / np.pi))
     stained = (saturation > CYTOPLASM_SATURATION * threshold) & (distance <= max(1.0, CYTOPLASM_REACH * nucleus_radius))
     count, regions = cv2.connectedComponents((stained | nucleus).view(np.uint8), connectivity=8)
@@ -64,21 +57,36 @@ def segment_single_cell_v1(rgb: np.ndarray, saturation: np.ndarray, reach: float
     cell, nucleus : ndarray of bool
         Both empty when the image has no stained object.
     """
+    found = _central_nucleus(saturation, reach)
+    if found is None:
+        return _nothing(saturation.shape)
+    chosen, nucleus, threshold, _ = found
+    stained = saturation > 0.5 * threshold
+    cell = fill_holes((chosen & stained) | nucleus)
+    return cell, nucleus
+
+
+def _central_nucleus(saturation: np.ndarray, join: float):
+    """The nuclear blobs within ``join`` of the image size of each other that lie nearest the centre.
+
+    Returns that joined region, the nucleus in it, the nuclear saturation threshold and the distance
+    of every pixel to the nearest nuclear pixel; None when the image has no stained object.
+    """
     height, width = saturation.shape
     threshold = otsu_threshold(saturation)
     nuclear = (saturation > max(threshold, 15)).astype(np.uint8)
     nuclear = cv2.morphologyEx(nuclear, cv2.MORPH_OPEN, disc(1))
-    radius = max(1, int(round(reach * max(height, width))))
     # Dilation by a disc == distance to the nearest nuclear pixel <= radius (faster for large radii).
     distance = cv2.distanceTransform(1 - nuclear, cv2.DIST_L2, cv2.DIST_MASK_3)
-    chosen = _central_component((distance <= radius).view(np.uint8))
+    chosen = _central_component((distance <= max(1, int(round(join * max(height, width))))).view(np.uint8))
     if chosen is None:
-        empty = np.zeros(saturation.shape, dtype=bool)
-        return empty, empty
-    nucleus = chosen & nuclear.astype(bool)
-    stained = saturation > 0.5 * threshold
-    cell = fill_holes((chosen & stained) | nucleus)
-    return cell, nucleus
+        return None
+    return chosen, chosen & nuclear.astype(bool), threshold, distance
+
+
+def _nothing(shape) -> tuple[np.ndarray, np.ndarray]:
+    empty = np.zeros(shape, dtype=bool)
+    return empty, empty
 
 
 def _convex_hull(mask: np.ndarray) -> np.ndarray:
