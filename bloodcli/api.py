@@ -169,6 +169,13 @@ def train_and_test(train_source, test_source, plan: Plan | None = None, options:
     return TrainTestRun(TrainedModel.of(table, estimator, plan.classifier, plan.seed), table, test_table, metrics)
 
 
+def write_mask_overlays(table: FeatureTable, out_dir: str | Path) -> int:
+    """Draw the single-cell masks classical features were measured on, one overlay per row of ``table``."""
+    from bloodcli.pipeline.mask_overlays import write_mask_overlays as draw
+
+    return draw(table, out_dir)
+
+
 def compare(
     source, feature_sets: Sequence[str] = ("glcm+shape+color",), models: str | Sequence[str] = "svm,rf,logreg,xgboost", *,
     folds: int = 5, repeats: int = 3, seed: int = 0, tune: bool = False, metric: str = "balanced_accuracy",

@@ -135,3 +135,24 @@ def test_a_given_diameter_replaces_the_estimate():
     assert told.rbc_diameter == 42.0 and told.counts["RBC"] == cells
     misled = segment_image(image, params=SegmentationParams(rbc_diameter=100))  # cells taken for 2.4x their size
     assert misled.rbc_diameter == 100.0 and misled.counts["RBC"] < cells  # analysed too coarsely, they merge
+
+
+def test_pixel_size_or_diameter_replace_the_estimate_on_the_command_line(tmp_path):
+    image = CHULA / "JPEGImages" / "285.jpg"
+    run = lambda *args: CliRunner().invoke(app, ["segment", str(image), "--out-dir", str(tmp_path / "o"), "--json", *args])  # noqa: E731
+    data = json.loads(run("--pixel-size", "0.2").stdout)
+    assert data["params"]["rbc_diameter"] == pytest.approx(7.5 / 0.2)
+    assert json.loads(run("--rbc-diameter", "40").stdout)["params"]["rbc_diameter"] == 40
+    both = run("--pixel-size", "0.2", "--rbc-diameter", "40")
+    assert both.exit_code == 2 and "not both" in both.stderr
+
+
+def test_extract_draws_the_single_cell_masks(tmp_path):
+    out = tmp_path / "masks"
+    result = CliRunner().invoke(app, ["extract", str(SAMPLE / "pbc"), "-o", str(tmp_path / "f.joblib"), "-f", "shape",
+                                      "--masks-out", str(out), "--no-cache"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    drawn = sorted(out.rglob("*.png"))
+    assert len(drawn) == 60 and {p.parent.name for p in drawn} == {"eosinophil", "lymphocyte", "neutrophil", "platelet"}
+    overlay = read_image(drawn[0])
+    assert ((overlay == (0, 200, 0)).all(axis=2)).any()  # the cell outline is there

@@ -86,6 +86,8 @@ def extract(
     features: FeaturesOpt = DEFAULTS["features"],
     feature_option: FeatureOptionOpt = None,
     weights: WeightsOpt = None,
+    masks_out: Annotated[Optional[Path], typer.Option("--masks-out", help="Also draw the cell (green) and nucleus (blue) "
+                         "masks classical features are measured on, one image per sample, into this folder.")] = None,
     json_output: JsonOpt = False,
     preprocessing: Preprocessing = Preprocessing(),
     run: ExecutionOptions = ExecutionOptions(),
@@ -99,6 +101,8 @@ def extract(
         table = api.featurize(dataset, plan, replace(run, progress=progress))
     table.save(output_path)
     report_table(table)
+    if masks_out is not None:
+        out.log(f"wrote {api.write_mask_overlays(table, masks_out)} mask overlays to {masks_out}")
     if json_output:
         print(to_json({
             "output": str(output_path), "n_samples": len(table), "n_features": int(table.values.shape[1]),

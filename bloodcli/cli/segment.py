@@ -12,6 +12,7 @@ from bloodcli.cli.app import app, handle_errors
 from bloodcli.cli.options import JobsOpt, JsonOpt, SchedulerOpt, SkipErrorsOpt
 from bloodcli.cli.output import output, to_json
 from bloodcli.pipeline.options import ExecutionOptions
+from bloodcli.segmentation.scale import RBC_DIAMETER_UM
 
 
 @app.command()
@@ -25,16 +26,24 @@ def segment(
     masks: Annotated[Optional[Path], typer.Option("--masks", help="Folder of white-cell masks (<stem>.png): score Dice/IoU.")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-P", help="Any segmentation setting NAME=VALUE, repeatable "
                      "(e.g. nucleus_sat_min=80, rbc_min_area=1200; all in bloodcli.segmentation.smear.SegmentationParams).")] = None,
+    rbc_diameter: Annotated[Optional[float], typer.Option("--rbc-diameter", help="Red-cell diameter in pixels, instead of "
+                            "estimating it in each image.")] = None,
+    pixel_size: Annotated[Optional[float], typer.Option("--pixel-size", help="Micrometres per pixel: red cells are then taken "
+                          f"to be {RBC_DIAMETER_UM} µm across (instead of estimating their size in each image).")] = None,
     jobs: JobsOpt = None,
     scheduler: SchedulerOpt = None,
     skip_errors: SkipErrorsOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Segment smear images into red cells, white cells and platelets; count and optionally score them."""
-    from bloodcli.segmentation.smear import SegmentationParams, check_method
+    from bloodcli.segmentation.smear import (
+        SegmentationParams,
+        check_method,
+        with_known_size,
+    )
 
     check_method(method)
-    params = SegmentationParams.from_strings(param)
+    params = with_known_size(SegmentationParams.from_strings(param), rbc_diameter, pixel_size)
     out = output()
     with out.progress("segmenting") as progress:
         options = ExecutionOptions(jobs=jobs, scheduler=scheduler, skip_errors=skip_errors, progress=progress)

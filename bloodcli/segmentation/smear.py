@@ -42,7 +42,11 @@ from scipy import ndimage as ndi
 from bloodcli.errors import UsageError
 from bloodcli.imaging.morphology import disc, fill_holes, fill_round_holes, region_shape
 from bloodcli.segmentation.levels import background_level
-from bloodcli.segmentation.scale import REFERENCE_DIAMETER, measure_smear
+from bloodcli.segmentation.scale import (
+    RBC_DIAMETER_UM,
+    REFERENCE_DIAMETER,
+    measure_smear,
+)
 from bloodcli.settings import settings_from_pairs
 
 CLASSES = ("RBC", "WBC", "platelet")
@@ -174,6 +178,17 @@ def segment_image(rgb: np.ndarray, method: str = "watershed", params: Segmentati
     layers = [("WBC", wbc), ("platelet", platelets), ("RBC", rbc)]
     labels, classes = _combine(layers, (height, width))
     return Segmentation(labels, _describe(labels, classes), method, float(diameter))
+
+
+def with_known_size(params: SegmentationParams, rbc_diameter: float | None = None, pixel_size: float | None = None) -> SegmentationParams:
+    """``params`` with the red-cell diameter given in pixels, or from the pixel size (micrometres per pixel)."""
+    if rbc_diameter is not None and pixel_size is not None:
+        raise UsageError("give either --rbc-diameter or --pixel-size, not both")
+    if pixel_size is not None:
+        if pixel_size <= 0:
+            raise UsageError(f"--pixel-size must be positive, got {pixel_size}")
+        rbc_diameter = RBC_DIAMETER_UM / pixel_size
+    return params if rbc_diameter is None else dataclasses.replace(params, rbc_diameter=float(rbc_diameter))
 
 
 def check_method(method: str) -> None:
