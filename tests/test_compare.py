@@ -11,10 +11,10 @@ from conftest import ROOT, SAMPLE
 from typer.testing import CliRunner
 
 from bloodcli import api
+from bloodcli.api import compare
 from bloodcli.cli import app
 from bloodcli.errors import UsageError
 from bloodcli.features import extractor_kind, feature_set_kind
-from bloodcli.api import compare
 from bloodcli.learn.statistics import corrected_resampled_ttest, wilcoxon_p_value
 from bloodcli.report.outputs import write_comparison_outputs
 

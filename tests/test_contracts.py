@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from bloodcli.features import EXTRACTORS, extractors_from_specs
-from bloodcli.features import deep
+from bloodcli.features import EXTRACTORS, deep, extractors_from_specs
 from bloodcli.features.base import CellImage
 from bloodcli.io.datasets import Sample
 from bloodcli.io.images import is_image_path, read_image

@@ -6,9 +6,9 @@ import numpy as np
 from typer.testing import CliRunner
 
 from bloodcli import api
+from bloodcli.api import compare
 from bloodcli.cli import app
 from bloodcli.imaging.preprocessing import Preprocessing
-from bloodcli.api import compare
 
 runner = CliRunner()
 

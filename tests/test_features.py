@@ -4,7 +4,12 @@ from conftest import SAMPLE, synthetic_cell
 from skimage.feature import graycomatrix, graycoprops
 
 from bloodcli.errors import UsageError
-from bloodcli.features import EXTRACTORS, build_extractors, extractors_from_specs, parse_feature_names
+from bloodcli.features import (
+    EXTRACTORS,
+    build_extractors,
+    extractors_from_specs,
+    parse_feature_names,
+)
 from bloodcli.features.base import CellImage
 from bloodcli.features.texture import (
     GLCM_PROPERTIES,

@@ -96,19 +96,19 @@ def test_hsv_method_finds_the_same_white_cells(segmentations):
 
 
 def test_clumps_are_cut_into_cell_sized_parts():
-    from bloodcli.segmentation.smear import _split_clumps
+    from bloodcli.segmentation.red_cells import split_clumps
 
     labels = np.zeros((100, 200), np.int32)
     cv2.circle(labels, (40, 50), 20, 1, -1)  # one cell: left whole
     cv2.ellipse(labels, (130, 50), (45, 20), 0, 0, 360, 2, -1)  # two fused cells, no waist to cut at
     typical = np.pi * 20**2
-    split = _split_clumps(labels, typical, factor=1.8)
+    split = split_clumps(labels, typical, factor=1.8)
     assert len(np.unique(split[labels == 1])) == 1
     left, right = np.unique(split[labels == 2])
     sizes = [(split == left).sum(), (split == right).sum()]
     assert abs(sizes[0] - sizes[1]) < 0.2 * sum(sizes)  # two halves, not a sliver
     assert np.array_equal(split > 0, labels > 0)  # no pixel gained or lost
-    assert np.array_equal(_split_clumps(labels, 0.0 + typical * 10, factor=2.0), labels)
+    assert np.array_equal(split_clumps(labels, 0.0 + typical * 10, factor=2.0), labels)
 
 
 def blank(value) -> np.ndarray:

@@ -1,7 +1,6 @@
 """Segmentation that reads its sizes and thresholds from each image: any magnification, another lab, point truth."""
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,7 +12,13 @@ from bloodcli.cli import app
 from bloodcli.errors import InputDataError
 from bloodcli.io.images import read_image
 from bloodcli.segmentation.scale import REFERENCE_DIAMETER, estimate_rbc_diameter
-from bloodcli.segmentation.scoring import point_coverage, point_hits, read_points, summarize, score_image
+from bloodcli.segmentation.scoring import (
+    point_coverage,
+    point_hits,
+    read_points,
+    score_image,
+    summarize,
+)
 from bloodcli.segmentation.smear import CellObject, Segmentation, segment_image
 
 CHULA = SAMPLE / "chula"
