@@ -28,7 +28,7 @@ from bloodcli.imaging.augmentation import Augmentation
 from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.io.datasets import Dataset, load_dataset, load_inputs
 from bloodcli.io.images import decode_image, read_bytes
-from bloodcli.learn.classifiers import classifier_entry, parse_models
+from bloodcli.learn.classifiers import DEFAULT_COMPARE_MODELS, classifier_entry, parse_models
 from bloodcli.learn.compare import ComparisonResult, check_metric, compare_configs
 from bloodcli.learn.labels import most_likely
 from bloodcli.learn.model_file import TrainedModel, train_model
@@ -177,7 +177,7 @@ def write_mask_overlays(table: FeatureTable, out_dir: str | Path) -> int:
 
 
 def compare(
-    source, feature_sets: Sequence[str] = ("glcm+shape+color",), models: str | Sequence[str] = "svm,rf,logreg,xgboost", *,
+    source, feature_sets: Sequence[str] = ("glcm+shape+color",), models: str | Sequence[str] = DEFAULT_COMPARE_MODELS, *,
     folds: int = 5, repeats: int = 3, seed: int = 0, tune: bool = False, metric: str = "balanced_accuracy",
     preprocessing: Preprocessing = Preprocessing(), feature_options=None, weights: str | None = None,
     augmentation: Augmentation | None = None, test=None, label_map: Mapping[str, str] | None = None,

@@ -30,7 +30,7 @@ from bloodcli.cli.options import (
 from bloodcli.cli.output import output, report_table, to_json
 from bloodcli.errors import UsageError
 from bloodcli.imaging.preprocessing import Preprocessing
-from bloodcli.learn.classifiers import CLASSIFIERS
+from bloodcli.learn.classifiers import CLASSIFIERS, DEFAULT_COMPARE_MODELS
 from bloodcli.learn.labels import parse_label_map
 from bloodcli.pipeline.options import ExecutionOptions
 from bloodcli.pipeline.plan import Plan
@@ -210,7 +210,7 @@ def compare(
         typer.Option("--features", "-f", help="Feature set, extractors joined by '+', e.g. glcm+shape+color (repeatable; "
                      f"space-separated sets in one value also work). (default: {DEFAULTS['features'].replace(',', '+')})"),
     ] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Classifiers, comma-separated.")] = ",".join(CLASSIFIERS),
+    model: Annotated[str, typer.Option("--model", "-m", help=f"Classifiers, comma-separated, of {', '.join(CLASSIFIERS)}.")] = DEFAULT_COMPARE_MODELS,
     folds: Annotated[int, typer.Option("--folds", help="Folds per cross-validation round.")] = 5,
     repeats: Annotated[int, typer.Option("--repeats", help="Cross-validation rounds (round r uses seed + r).")] = 3,
     metric: Annotated[str, typer.Option("--metric", help="Metric that picks the best and is tested (balanced_accuracy, accuracy, f1_macro, ...).")] = "balanced_accuracy",

@@ -82,9 +82,9 @@ def option_group(target: str, build, **options):
     return decorator
 
 
-def _preprocessing(cell_frame, stain, cell_diameter, resize, gaussian, median, clahe, grayscale) -> Preprocessing:
+def _preprocessing(cell_frame, stain, cell_diameter, resize, gaussian, median, clahe, grayscale, roi) -> Preprocessing:
     return Preprocessing(cell_frame=cell_frame, stain=stain, cell_diameter=cell_diameter, resize=resize, gaussian_sigma=gaussian,
-                         median_size=median, clahe_clip=clahe, grayscale=grayscale)  # fmt: skip
+                         median_size=median, clahe_clip=clahe, grayscale=grayscale, roi=roi)  # fmt: skip
 
 
 def _execution(cache_dir, no_cache, jobs, batch_size, device, scheduler, skip_errors) -> ExecutionOptions:
@@ -113,6 +113,8 @@ preprocessing_options = option_group(
     median=(Annotated[int, typer.Option("--median", help="Median blur aperture, odd (0 = off).")], 0),
     clahe=(Annotated[float, typer.Option("--clahe", help="CLAHE clip limit on lightness (0 = off).")], 0.0),
     grayscale=(Annotated[bool, typer.Option("--grayscale", help="Convert to grey before extracting features.")], False),
+    roi=(Annotated[str, typer.Option("--roi", help="Where classical features are measured: cell (the cell nearest the "
+         "centre) or image (the whole image, for inputs that are not single-cell crops).")], "cell"),
 )  # fmt: skip
 
 #: --cache-dir, --jobs, --device, ... as one ExecutionOptions argument named ``run``.

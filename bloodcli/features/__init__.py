@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from bloodcli.errors import ModelFileError, UsageError
 from bloodcli.features.base import CellImage, FeatureExtractor
 from bloodcli.features.color import ColorExtractor
+from bloodcli.features.gabor import GaborExtractor
+from bloodcli.features.lbp import LBPExtractor
 from bloodcli.features.deep import (
     EfficientNetB0Extractor,
     MobileNetExtractor,
@@ -34,6 +36,8 @@ EXTRACTORS: dict[str, type[FeatureExtractor]] = {
     "glcm": GLCMExtractor,
     "shape": ShapeExtractor,
     "color": ColorExtractor,
+    "lbp": LBPExtractor,
+    "gabor": GaborExtractor,
     "resnet50": ResNet50Extractor,  # the default deep backbone
     "mobilenetv2": MobileNetV2Extractor,
     "mobilenet": MobileNetExtractor,

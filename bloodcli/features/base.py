@@ -16,6 +16,7 @@ import numpy as np
 
 from bloodcli.errors import UsageError
 from bloodcli.imaging.cell_mask import segment_single_cell, segment_single_cell_v1
+from bloodcli.imaging.stain import hematoxylin_channel
 from bloodcli.settings import parse_like
 
 
@@ -30,9 +31,10 @@ class CellImage:
     rgb : ndarray of uint8, shape (H, W, 3)
     """
 
-    def __init__(self, rgb: np.ndarray, mask_version: int = 2):
+    def __init__(self, rgb: np.ndarray, mask_version: int = 2, roi: str = "cell"):
         self.rgb = rgb
         self.mask_version = mask_version
+        self.roi = roi  # "image": the whole image is the region measured (inputs that are not single cells)
 
     @cached_property
     def gray(self) -> np.ndarray:
@@ -45,6 +47,8 @@ class CellImage:
 
     @cached_property
     def masks(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.roi == "image":
+            return np.ones(self.rgb.shape[:2], bool), np.zeros(self.rgb.shape[:2], bool)
         segment = segment_single_cell if self.mask_version >= 2 else segment_single_cell_v1
         return segment(self.rgb, self.hsv[..., 1])
 
@@ -71,6 +75,14 @@ class CellImage:
     @cached_property
     def box_gray(self) -> np.ndarray:
         return cv2.cvtColor(self.box_rgb, cv2.COLOR_RGB2GRAY)
+
+    def box_channel(self, name: str) -> np.ndarray:
+        """The cell's box as one ``uint8`` channel: ``"gray"`` (luminance) or ``"hematoxylin"`` (nuclear stain density)."""
+        if name == "gray":
+            return self.box_gray
+        if "hematoxylin" not in self.__dict__:
+            self.__dict__["hematoxylin"] = hematoxylin_channel(self.box_rgb)
+        return self.__dict__["hematoxylin"]
 
     @cached_property
     def box_hsv(self) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 
 from bloodcli.errors import UsageError
 from bloodcli.features.base import CellImage, FeatureExtractor
+from bloodcli.imaging.stain import hematoxylin_channel
 
 GLCM_PROPERTIES = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM", "entropy")
 
@@ -93,18 +94,6 @@ def glcm_properties(matrices: np.ndarray) -> dict[str, np.ndarray]:
         "ASM": asm,
         "entropy": -(matrices * log_p).sum(axis=(0, 1)),
     }
-
-
-#: Haematoxylin optical density mapped to 255 (above the 99.9th percentile of stained PBC and BCCD smears).
-HEMATOXYLIN_FULL_SCALE = 0.2
-
-
-def hematoxylin_channel(rgb: np.ndarray) -> np.ndarray:
-    """Haematoxylin (nuclear stain) density by colour deconvolution, as ``uint8`` on a fixed scale."""
-    from skimage.color import rgb2hed
-
-    density = rgb2hed(rgb)[..., 0]
-    return np.clip(density * (255.0 / HEMATOXYLIN_FULL_SCALE), 0, 255).astype(np.uint8)
 
 
 class GLCMExtractor(FeatureExtractor):

@@ -40,6 +40,9 @@ class Preprocessing:
         CLAHE clip limit on the lightness channel of Lab (0 = off).
     grayscale : bool
         Replace colour by luminance (the result keeps three identical channels).
+    roi : {"cell", "image"}
+        Where classical features are measured: the cell nearest the centre (found by its nuclear
+        stain), or the whole image, for inputs that are not single-cell crops (e.g. photographs of a palm).
     """
 
     cell_frame: float | None = None
@@ -51,6 +54,7 @@ class Preprocessing:
     median_size: int = 0
     clahe_clip: float = 0.0
     grayscale: bool = False
+    roi: str = "cell"
 
     def __post_init__(self):
         from bloodcli.imaging.stain import STAIN_METHODS
@@ -76,9 +80,14 @@ class Preprocessing:
             raise UsageError("--median must be an odd number >= 3 (or 0 to disable)")
         if self.clahe_clip < 0:
             raise UsageError("--clahe must be >= 0")
+        if self.roi not in ("cell", "image"):
+            raise UsageError(f"--roi must be 'cell' or 'image', got {self.roi!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["roi"] == "cell":  # the default is left out: settings recorded before --roi keep their fingerprints
+            del data["roi"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Preprocessing":

@@ -193,3 +193,15 @@ def fit_reference(images, method: str | None, scale: bool) -> tuple[tuple[float,
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         target = (*map(float, vectors.ravel()), *target[6:])
     return target, (float(np.median(diameters)) if diameters else None)
+
+
+#: Haematoxylin optical density mapped to 255 (above the 99.9th percentile of stained PBC and BCCD smears).
+HEMATOXYLIN_FULL_SCALE = 0.2
+
+
+def hematoxylin_channel(rgb: np.ndarray) -> np.ndarray:
+    """Haematoxylin (nuclear stain) density by colour deconvolution, as ``uint8`` on a fixed scale."""
+    from skimage.color import rgb2hed
+
+    density = rgb2hed(rgb)[..., 0]
+    return np.clip(density * (255.0 / HEMATOXYLIN_FULL_SCALE), 0, 255).astype(np.uint8)

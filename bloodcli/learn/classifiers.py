@@ -71,6 +71,33 @@ def _logistic_regression(seed: int, jobs: int) -> BaseEstimator:
     return Pipeline([("scale", StandardScaler()), ("logreg", LogisticRegression(C=1.0, max_iter=5000, random_state=seed))])
 
 
+def _knn(seed: int, jobs: int) -> BaseEstimator:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    # Brute-force search: the fitted model is plain arrays (no tree structure in the model file).
+    knn = KNeighborsClassifier(n_neighbors=7, weights="distance", algorithm="brute", n_jobs=jobs)
+    return Pipeline([("scale", StandardScaler()), ("knn", knn)])
+
+
+def _naive_bayes(seed: int, jobs: int) -> BaseEstimator:
+    from sklearn.naive_bayes import GaussianNB
+
+    return GaussianNB()
+
+
+def _decision_tree(seed: int, jobs: int) -> BaseEstimator:
+    from sklearn.tree import DecisionTreeClassifier
+
+    return DecisionTreeClassifier(min_samples_leaf=2, class_weight="balanced", random_state=seed)
+
+
+def _mlp(seed: int, jobs: int) -> BaseEstimator:
+    from sklearn.neural_network import MLPClassifier
+
+    mlp = MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, max_iter=500, early_stopping=True, random_state=seed)
+    return Pipeline([("scale", StandardScaler()), ("mlp", mlp)])
+
+
 def _xgboost(seed: int, jobs: int) -> BaseEstimator:
     from xgboost import XGBClassifier
 
@@ -124,9 +151,20 @@ CLASSIFIERS: dict[str, Classifier] = {
         _xgboost, "gradient-boosted trees (XGBoost, hist), saved in XGBoost's own JSON format",
         {"max_depth": [3, 5], "learning_rate": [0.05, 0.1]}, fit_on_dask=_fit_xgboost_on_dask,
     ),
+    "knn": Classifier(_knn, "k nearest neighbours (7, distance-weighted) on standardised features", {"knn__n_neighbors": [3, 7, 15]}),
+    "nb": Classifier(_naive_bayes, "Gaussian naive Bayes", {"var_smoothing": [1e-9, 1e-6, 1e-3]}),
+    "dt": Classifier(
+        _decision_tree, "one decision tree, class-balanced", {"max_depth": [None, 8, 16], "min_samples_leaf": [1, 2, 5]}, _TREE,
+    ),
+    "mlp": Classifier(
+        _mlp, "multi-layer perceptron (128 hidden units, early stopping) on standardised features",
+        {"mlp__alpha": [1e-4, 1e-3, 1e-2]}, ("sklearn.neural_network._stochastic_optimizers.AdamOptimizer",),
+    ),
 }  # fmt: skip
 
 DEFAULT_CLASSIFIER = "svm"
+#: What ``compare`` fits when no ``--model`` is given: the four usual ones (every entry is one ``-m`` away).
+DEFAULT_COMPARE_MODELS = "svm,rf,logreg,xgboost"
 
 
 def classifier_entry(name: str) -> Classifier:

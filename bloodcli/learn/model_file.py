@@ -62,7 +62,9 @@ class TrainedModel:
 
     def predict_proba(self, values: np.ndarray) -> np.ndarray:
         self._check_width(values)
-        return np.asarray(self.estimator.predict_proba(values), dtype=np.float64)
+        probabilities = np.asarray(self.estimator.predict_proba(values), dtype=np.float64)
+        # Some estimators (naive Bayes) compute in float32 on float32 features: rows then sum to 1 ± 1e-5.
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
 
     def predict(self, values: np.ndarray) -> np.ndarray:
         return most_likely(self.predict_proba(values), self.classes)
@@ -167,15 +169,34 @@ def _deserialise_estimator(archive: zipfile.ZipFile, path) -> BaseEstimator:
 
 
 def _validate_trees(estimator, path) -> None:
-    """Refuse tree models whose node indices point outside their arrays."""
-    for tree_estimator in getattr(estimator, "estimators_", []):
-        tree = getattr(tree_estimator, "tree_", None)
-        if tree is None:
-            continue
-        count = tree.node_count
-        children = np.concatenate([tree.children_left, tree.children_right])
-        if children.min(initial=-1) < -1 or children.max(initial=-1) >= count or tree.feature.max(initial=-2) >= tree.n_features:
-            raise ModelFileError(f"{path}: refused: a tree in the model file has out-of-range node indices")
+    """Refuse tree models whose node indices could read outside their arrays or loop.
+
+    Trees are found wherever they sit (a bare tree, a forest, a pipeline step). In a valid tree a
+    split node's children come after it and inside the array, and its feature is a real column.
+    """
+    for tree in _trees(estimator):
+        count, nodes = tree.node_count, np.arange(tree.node_count)
+        left, right, feature = (np.asarray(a)[:count] for a in (tree.children_left, tree.children_right, tree.feature))
+        split = left != -1
+        valid = (
+            len(left) == len(right) == len(feature) == count
+            and ((right == -1) == ~split).all()
+            and (left[split] > nodes[split]).all() and (right[split] > nodes[split]).all()
+            and (np.concatenate([left, right]) < count).all()
+            and ((feature[split] >= 0) & (feature[split] < tree.n_features)).all()
+        )  # fmt: skip
+        if not valid:
+            raise ModelFileError(f"{path}: refused: a tree in the model file has out-of-range or looping node indices")
+
+
+def _trees(estimator, depth: int = 0):
+    """Every ``sklearn.tree._tree.Tree`` inside ``estimator`` (its own, its sub-estimators', its pipeline steps')."""
+    if depth > 8:
+        return
+    if getattr(estimator, "tree_", None) is not None:
+        yield estimator.tree_
+    for child in list(getattr(estimator, "estimators_", None) or []) + [step for _, step in getattr(estimator, "steps", [])]:
+        yield from _trees(child, depth + 1)
 
 
 def library_versions() -> dict[str, str]:

@@ -99,7 +99,7 @@ def _process_sample(
             cells: dict[int, CellImage] = {}  # one per mask version: conversions and masks computed once
             for i in missing:
                 version = extractors[i].mask_version
-                cell = cells.setdefault(version, CellImage(image, version))
+                cell = cells.setdefault(version, CellImage(image, version, preprocessing.roi))
                 vectors[i] = _finite(extractors[i].compute(cell))
                 cache.put(namespaces[i], key, vectors[i])
         return _SampleResult(key, vectors, computed=len(missing))
