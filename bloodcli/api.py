@@ -132,7 +132,7 @@ def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, s
     """
     source = table.samples[0].path.parent if table.samples else "dataset"
     test = ExternalTest.of(source, table, model.classes, model.training_keys, label_map)
-    return test.metrics(test.probabilities_of(model))
+    return test.metrics(model.predict_proba(test.values))
 
 
 @dataclass
@@ -186,7 +186,7 @@ def compare(
     """Score every (feature set, model) pair on the same repeated, stratified, group-aware folds.
 
     With ``test``, fit every pair on all of ``source`` instead and score it once on ``test``, whose
-    features use the training set's fitted references. ``source`` may be a features ``.joblib``
+    features use the training set's fitted references. ``source`` may be a features ``.npz``
     file (no image work at all). See :mod:`bloodcli.learn.compare`.
     """
     options = options or ExecutionOptions()

@@ -1,4 +1,6 @@
-import joblib
+import os
+import pickle
+
 import numpy as np
 
 from bloodcli.features import build_extractors
@@ -40,12 +42,11 @@ def test_cache_key_is_content_not_path(tmp_path, small_dataset):
 def test_damaged_entry_is_detected_and_recomputed(tmp_path, small_dataset):
     dataset, cache = load_dataset(small_dataset), FeatureCache(tmp_path / "c")
     reference = _extract(dataset, cache, spec="glcm")
-    entries = sorted((tmp_path / "c").rglob("*.joblib"))
+    entries = sorted((tmp_path / "c").rglob("*.feat"))
     entries[0].write_bytes(entries[0].read_bytes()[:20])  # truncated
-    entry = joblib.load(entries[1])
-    altered = np.frombuffer(entry["values"], dtype=entry["dtype"]) + 1  # silently altered: checksum mismatch
-    entry["values"] = altered.tobytes()
-    joblib.dump(entry, entries[1])
+    data = bytearray(entries[1].read_bytes())
+    data[-4:] = b"\x00\x00\x80\x7f"  # the last value silently altered (to +inf): checksum mismatch
+    entries[1].write_bytes(bytes(data))
     again = _extract(dataset, cache, spec="glcm")
     assert again.n_computed == 2
     np.testing.assert_array_equal(again.values, reference.values)
@@ -64,3 +65,24 @@ def test_stats_and_clean(tmp_path, small_dataset):
     assert all(v["entries"] == 12 for v in stats.values())
     assert cache.clean("glcm") == 12 and len(cache.stats()) == 2
     assert cache.clean() == 24 and cache.stats() == {}
+
+
+class _RunsCode:
+    """A pickle that runs a command when unpickled: what a hostile file would hold."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_cache_entry_holding_a_pickle_runs_nothing_and_is_recomputed(tmp_path, small_dataset):
+    dataset, cache = load_dataset(small_dataset), FeatureCache(tmp_path / "c")
+    reference = _extract(dataset, cache, spec="color")
+    marker = tmp_path / "ran"
+    for entry in (tmp_path / "c").rglob("*.feat"):
+        entry.write_bytes(pickle.dumps(_RunsCode(marker)))
+    again = _extract(dataset, cache, spec="color")
+    assert not marker.exists() and again.n_computed == 12
+    np.testing.assert_array_equal(again.values, reference.values)

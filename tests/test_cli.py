@@ -50,8 +50,8 @@ def test_info_table_lists_unreadable_files(small_dataset):
     assert "broken.jpg: not a recognised image format" in result.stdout
 
 
-def test_extract_writes_joblib_csv_and_parquet_and_uses_the_cache(tmp_path, small_dataset):
-    out = tmp_path / "features.joblib"
+def test_extract_writes_npz_csv_and_parquet_and_uses_the_cache(tmp_path, small_dataset):
+    out = tmp_path / "features.npz"
     first = run("extract", small_dataset, "-o", out, "--json", "-j", "1")
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
@@ -134,7 +134,7 @@ def test_info_on_a_model_shows_provenance(trained_model):
 
 def test_cache_info_and_clean(tmp_path, small_dataset):
     cache = tmp_path / "cache-here"
-    assert run("extract", small_dataset, "-o", tmp_path / "f.joblib", "--cache-dir", cache, "-F", "glcm.levels=8").exit_code == 0
+    assert run("extract", small_dataset, "-o", tmp_path / "f.npz", "--cache-dir", cache, "-F", "glcm.levels=8").exit_code == 0
     info = json.loads(run("cache", "info", "--cache-dir", cache, "--json").stdout)
     assert sum(v["entries"] for v in info["namespaces"].values()) == 36
     assert run("cache", "clean", "--cache-dir", cache).exit_code == 0
@@ -171,7 +171,7 @@ def test_bad_image_stops_or_is_skipped(tmp_path, small_dataset, name, content, c
         content = next((SAMPLE / "pbc" / "platelet").glob("*.jpg")).read_bytes()[:2000]
     bad = small_dataset / "neutrophil" / name
     bad.write_bytes(content)
-    out = tmp_path / "f.joblib"
+    out = tmp_path / "f.npz"
     _assert_one_line_error(run("extract", small_dataset, "-o", out), 3, name, cause)
     assert not out.exists()
     result = run("extract", small_dataset, "-o", out, "--skip-errors", "--json")
@@ -194,10 +194,28 @@ def test_empty_class_folder_single_class_and_missing_csv_row(tmp_path, small_dat
 def test_usage_errors(tmp_path):
     assert run("train", SAMPLE / "pbc", "--model", "bogus").exit_code == 2
     assert run("train", SAMPLE / "pbc", "--features", "nope").exit_code == 2
-    assert run("extract", tmp_path / "does-not-exist", "-o", tmp_path / "x.joblib").exit_code == 3
+    assert run("extract", tmp_path / "does-not-exist", "-o", tmp_path / "x.npz").exit_code == 3
 
 
 def test_bad_model_file(tmp_path):
     bad = tmp_path / "bad.bcm"
     bad.write_bytes(b"garbage")
     _assert_one_line_error(run("predict", bad, SAMPLE / "pbc"), 4, "bad.bcm")
+
+
+def test_a_pickled_features_file_is_refused_without_running_it(tmp_path):
+    import os
+    import pickle
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    hostile = tmp_path / "features.joblib"
+    hostile.write_bytes(pickle.dumps({"format": "bloodcli-features/1", "x": RunsCode()}))
+    disguised = tmp_path / "features.npz"
+    disguised.write_bytes(hostile.read_bytes())
+    for path in (hostile, disguised):
+        result = run("train", path, "-m", "logreg")
+        assert result.exit_code == 3 and "features file" in result.stderr, result.output
+    assert not (tmp_path / "ran").exists()

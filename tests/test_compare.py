@@ -99,7 +99,7 @@ def test_groups_never_straddle_folds_on_voc_boxes(tmp_path):
 
 
 def test_features_file_source_needs_no_image_work_and_matches(tmp_path, pbc_result):
-    path = tmp_path / "feats.joblib"
+    path = tmp_path / "feats.npz"
     api.featurize(SAMPLE / "pbc", "glcm,color", options=api.ExecutionOptions(cache_dir=tmp_path / "cache")).save(path)
     result = compare(path, ["color", "glcm"], ["logreg"], folds=3, repeats=2, seed=0)
     assert all(t.n_computed == 0 and t.ms_per_sample is None for t in result.extraction)

@@ -151,7 +151,7 @@ def test_imagenet_weights_offline_is_one_clear_line(small_dataset, tmp_path, mon
 
     monkeypatch.setattr(file_utils, "get_file", offline)
     deep.clear_models()
-    result = run("extract", small_dataset, "-o", tmp_path / "f.joblib", "-f", "mobilenet", "-F", "mobilenet.alpha=0.25",
+    result = run("extract", small_dataset, "-o", tmp_path / "f.npz", "-f", "mobilenet", "-F", "mobilenet.alpha=0.25",
                  "-F", "mobilenet.input_size=128", "--no-cache")  # fmt: skip
     assert result.exit_code == 5, result.output
     assert "--weights PATH.h5" in result.stderr and "Traceback" not in result.output
@@ -166,7 +166,7 @@ def test_offline_machine_with_empty_keras_home(small_dataset, tmp_path):
     one = tmp_path / "one" / "cells"
     one.mkdir(parents=True)
     shutil.copy(next(small_dataset.glob("*/*.jpg")), one)
-    command = [sys.executable, "-m", "bloodcli", "extract", one.parent, "-o", tmp_path / "f.joblib", "-f", "mobilenet",
+    command = [sys.executable, "-m", "bloodcli", "extract", one.parent, "-o", tmp_path / "f.npz", "-f", "mobilenet",
                "-F", "mobilenet.alpha=0.25", "-F", "mobilenet.input_size=128", "--no-cache", "--device", "cpu"]  # fmt: skip
     result = subprocess.run(list(map(str, command)), env=env, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 5, result.stderr
@@ -179,10 +179,10 @@ def test_cli_extract_with_local_weights_then_predict_with_moved_file(small_datas
     weights.parent.mkdir()
     shutil.copy(MOBILENETV2, weights)
     options = ["-F", "mobilenetv2.alpha=0.35", "-F", "mobilenetv2.input_size=96", "--weights", weights]
-    result = run("extract", small_dataset, "-o", tmp_path / "f.joblib", "-f", "mobilenetv2", *options, "--json")
+    result = run("extract", small_dataset, "-o", tmp_path / "f.npz", "-f", "mobilenetv2", *options, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n_features"] == 1280
-    spec = FeatureTable.load(tmp_path / "f.joblib").settings.extractors[0]
+    spec = FeatureTable.load(tmp_path / "f.npz").settings.extractors[0]
     assert spec["params"]["weights_sha256"] == SHIPPED_SHA[MOBILENETV2.name]
 
     model = tmp_path / "m.bcm"
@@ -202,9 +202,9 @@ def test_cli_extract_with_local_weights_then_predict_with_moved_file(small_datas
 def test_bad_device_and_stray_weights_are_usage_errors(small_dataset, tmp_path):
     with pytest.raises(UsageError):
         deep.use_device("tpu")
-    result = run("extract", small_dataset, "-o", tmp_path / "f.joblib", "-f", "color", "--weights", MOBILENETV2)
+    result = run("extract", small_dataset, "-o", tmp_path / "f.npz", "-f", "color", "--weights", MOBILENETV2)
     assert result.exit_code == 2 and "--weights" in result.stderr
-    result = run("extract", small_dataset, "-o", tmp_path / "f.joblib", "-f", "mobilenetv2", "--device", "tpu")
+    result = run("extract", small_dataset, "-o", tmp_path / "f.npz", "-f", "mobilenetv2", "--device", "tpu")
     assert result.exit_code == 2
 
 

@@ -61,7 +61,7 @@ def test_cli_extract_with_a_local_cluster(tmp_path, small_dataset):
 
     from bloodcli.cli import app
 
-    out = tmp_path / "f.joblib"
+    out = tmp_path / "f.npz"
     result = CliRunner().invoke(app, ["extract", str(small_dataset), "-o", str(out), "--scheduler", "local", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n_samples"] == 12 and out.exists()

@@ -80,7 +80,7 @@ def test_evaluate_forms_and_augmenting_a_features_file_are_usage_errors(small_da
     ]:  # fmt: skip
         result = run("evaluate", *args)
         assert result.exit_code == 2 and message in result.stderr, result.output
-    features = tmp_path / "f.joblib"
+    features = tmp_path / "f.npz"
     api.featurize(small_dataset, "color").save(features)
     result = run("compare", features, "-s", "color", "--augment", "copies=1")
     assert result.exit_code == 2 and "--augment needs images" in result.stderr

@@ -190,7 +190,7 @@ def test_csv_with_extra_columns_and_a_bom_is_fine(tmp_path):
 
 
 def test_model_on_features_it_was_not_trained_on_is_refused(tmp_path, trained_model):
-    features = tmp_path / "other.joblib"
+    features = tmp_path / "other.npz"
     assert run("extract", SAMPLE / "pbc", "-o", features, "-f", "glcm", "-F", "glcm.levels=8").exit_code == 0
     result = run("evaluate", trained_model, features)
     assert result.exit_code == 4 and "trained on features glcm+shape+color" in result.stderr
@@ -229,29 +229,29 @@ def _features(path):
 
 
 def test_kill_9_during_extract_then_rerun_resumes_and_matches(tmp_path):
-    cache, out = tmp_path / "cache", tmp_path / "features.joblib"
+    cache, out = tmp_path / "cache", tmp_path / "features.npz"
     process = subprocess.Popen(_cli("extract", SAMPLE / "pbc", "-o", out, "--cache-dir", cache, "-j", "1"),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(cache.rglob("*.joblib"))) < 30:
+    while time.time() < deadline and len(list(cache.rglob("*.feat"))) < 30:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not out.exists(), "a killed run must not leave a (partial) output"
-    done_before = len(list(cache.rglob("*.joblib")))
+    done_before = len(list(cache.rglob("*.feat")))
     assert 0 < done_before < 180
     resumed = subprocess.run(_cli("extract", SAMPLE / "pbc", "-o", out, "--cache-dir", cache, "-j", "1", "--json"),
                              capture_output=True, text=True, check=True)  # fmt: skip
     summary = json.loads(resumed.stdout)
     assert summary["n_cached"] >= done_before - 3 and summary["n_computed"] + summary["n_cached"] == 180
-    reference = tmp_path / "reference.joblib"
+    reference = tmp_path / "reference.npz"
     subprocess.run(_cli("extract", SAMPLE / "pbc", "-o", reference, "--no-cache", "-j", "1"), check=True, capture_output=True)
     np.testing.assert_array_equal(_features(out).values, _features(reference).values)
 
 
 def test_two_processes_extracting_into_one_cache(tmp_path):
     cache = tmp_path / "cache"
-    outputs = [tmp_path / f"f{i}.joblib" for i in range(2)]
+    outputs = [tmp_path / f"f{i}.npz" for i in range(2)]
     processes = [
         subprocess.Popen(_cli("extract", SAMPLE / "pbc", "-o", out, "--cache-dir", cache, "-j", "1"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
@@ -260,10 +260,10 @@ def test_two_processes_extracting_into_one_cache(tmp_path):
     assert all(p.wait(timeout=300) == 0 for p in processes)
     first, second = (_features(out) for out in outputs)
     np.testing.assert_array_equal(first.values, second.values)
-    third = subprocess.run(_cli("extract", SAMPLE / "pbc", "-o", tmp_path / "f3.joblib", "--cache-dir", cache, "--json"),
+    third = subprocess.run(_cli("extract", SAMPLE / "pbc", "-o", tmp_path / "f3.npz", "--cache-dir", cache, "--json"),
                            capture_output=True, text=True, check=True)  # fmt: skip
     assert json.loads(third.stdout)["n_computed"] == 0
-    np.testing.assert_array_equal(_features(tmp_path / "f3.joblib").values, first.values)
+    np.testing.assert_array_equal(_features(tmp_path / "f3.npz").values, first.values)
 
 
 def test_kill_9_during_segment_then_rerun_resumes_and_matches(tmp_path):

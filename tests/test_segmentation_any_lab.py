@@ -154,7 +154,7 @@ def test_pixel_size_or_diameter_replace_the_estimate_on_the_command_line(tmp_pat
 
 def test_extract_draws_the_single_cell_masks(tmp_path):
     out = tmp_path / "masks"
-    result = CliRunner().invoke(app, ["extract", str(SAMPLE / "pbc"), "-o", str(tmp_path / "f.joblib"), "-f", "shape",
+    result = CliRunner().invoke(app, ["extract", str(SAMPLE / "pbc"), "-o", str(tmp_path / "f.npz"), "-f", "shape",
                                       "--masks-out", str(out), "--no-cache"])  # fmt: skip
     assert result.exit_code == 0, result.output
     drawn = sorted(out.rglob("*.png"))

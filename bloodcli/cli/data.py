@@ -26,7 +26,7 @@ from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.pipeline.options import ExecutionOptions
 from bloodcli.pipeline.plan import Plan
 
-FEATURE_FORMATS = (".joblib", ".csv", ".parquet")
+FEATURE_FORMATS = (".npz", ".csv", ".parquet")
 
 
 @app.command()
@@ -82,7 +82,7 @@ def list_features() -> None:
 @execution_options
 def extract(
     dataset: Annotated[str, typer.Argument(help="Class-folder tree, CSV manifest or VOC folder.")],
-    output_path: Annotated[Path, typer.Option("--output", "-o", help="Features file: .joblib, .csv or .parquet.")],
+    output_path: Annotated[Path, typer.Option("--output", "-o", help="Features file: .npz (read back by train, evaluate, compare), .csv or .parquet.")],
     features: FeaturesOpt = DEFAULTS["features"],
     feature_option: FeatureOptionOpt = None,
     weights: WeightsOpt = None,

@@ -43,7 +43,7 @@ FoldsOpt = Annotated[Optional[int], typer.Option("--folds", help="Report K-fold 
 @preprocessing_options
 @execution_options
 def train(
-    dataset: Annotated[str, typer.Argument(help="Dataset (folder, CSV, VOC) or a features .joblib file.")],
+    dataset: Annotated[str, typer.Argument(help="Dataset (folder, CSV, VOC) or a features .npz file.")],
     output_path: OutputFileOpt = None,
     model: ModelOpt = DEFAULTS["model"],
     features: FeaturesOpt = DEFAULTS["features"],
@@ -114,7 +114,7 @@ def predict(
 @execution_options
 def evaluate(
     source: Annotated[str, typer.Argument(metavar="MODEL|TRAIN_DATASET", help="Model file from 'bloodcli train'; with --test, a training dataset.")],
-    dataset: Annotated[Optional[str], typer.Argument(metavar="DATASET", show_default=False, help="Labelled dataset (folder, CSV, VOC) or features .joblib file to score MODEL on.")] = None,
+    dataset: Annotated[Optional[str], typer.Argument(metavar="DATASET", show_default=False, help="Labelled dataset (folder, CSV, VOC) or features .npz file to score MODEL on.")] = None,
     test: Annotated[Optional[str], typer.Option("--test", help="Train on TRAIN_DATASET, then score on this labelled dataset.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help=f"With --test: classifier (default: {DEFAULTS['model']}).")] = None,
     features: Annotated[Optional[str], typer.Option("--features", "-f", help=f"With --test: extractors (default: {DEFAULTS['features']}).")] = None,
@@ -203,7 +203,7 @@ def _print_metrics(metrics: dict, title: str) -> None:
 @preprocessing_options
 @execution_options
 def compare(
-    dataset: Annotated[str, typer.Argument(help="Dataset (folder, CSV, VOC) or a features .joblib file.")],
+    dataset: Annotated[str, typer.Argument(help="Dataset (folder, CSV, VOC) or a features .npz file.")],
     more_sets: Annotated[Optional[list[str]], typer.Argument(help="More feature sets (so '--features A B C' works unquoted).", show_default=False)] = None,
     features: Annotated[
         Optional[list[str]],

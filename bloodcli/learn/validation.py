@@ -198,10 +198,6 @@ class ExternalTest:
         return cls(str(source), table.values[known], labels[known], list(classes), excluded,
                    sum(key in seen for key in table.content_keys), list(table.failures))  # fmt: skip
 
-    def probabilities_of(self, model) -> np.ndarray:
-        """Class probabilities of a trained model on the scored rows."""
-        return model.predict_proba(self.values)
-
     def metrics(self, probabilities: np.ndarray, protocol: str | None = None) -> dict:
         """Metrics of ``probabilities`` on the scored rows, with what was left out and what was seen in training."""
         metrics = score_probabilities(self.labels, probabilities, self.classes)

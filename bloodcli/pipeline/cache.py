@@ -1,17 +1,17 @@
-"""Fingerprinted feature cache: one joblib file per (image content, extractor settings).
+"""Fingerprinted feature cache: one file per (image content, extractor settings).
 
 Layout::
 
-    CACHE_DIR/<extractor name>-<settings fingerprint>/<key[:2]>/<key>.joblib
+    CACHE_DIR/<extractor name>-<settings fingerprint>/<key[:2]>/<key>.feat
 
 The settings fingerprint covers the extractor's name, code version and parameters and the
 preprocessing, so changing one option recomputes only that extractor. The key covers the image
 bytes and the crop box, so moving or renaming files keeps their features. Entries are written
 atomically and carry a checksum; a damaged entry is treated as missing and recomputed.
 
-An entry holds the vector as raw bytes, so the joblib file is a plain pickle that loads in
-microseconds (a cached re-run is dominated by this read). Like any pickle, only read caches
-you own.
+An entry is an 8-byte checksum followed by the vector in NumPy's ``.npy`` format, read with
+``allow_pickle=False``: a cache shared with others (or tampered with) can hold wrong numbers,
+which the checksum catches, but never code that runs.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
 import numpy as np
 
 from bloodcli.io.files import atomic_write
@@ -40,8 +38,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "bloodcli"
 
 
-def _checksum(values: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(values).tobytes(), digest_size=8).hexdigest()
+ENTRY_SUFFIX = ".feat"
+_CHECKSUM_BYTES = 8
+
+
+def _checksum(values: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(values).tobytes(), digest_size=_CHECKSUM_BYTES).digest()
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class FeatureCache:
             object.__setattr__(self, "root", Path(self.root))
 
     def entry_path(self, namespace: str, key: str) -> Path:
-        return self.root / namespace / key[:2] / f"{key}.joblib"
+        return self.root / namespace / key[:2] / f"{key}{ENTRY_SUFFIX}"
 
     def get(self, namespace: str, key: str) -> np.ndarray | None:
         """Cached feature vector, or None when absent or damaged."""
@@ -63,9 +65,9 @@ class FeatureCache:
             return None
         path = self.entry_path(namespace, key)
         try:
-            entry = pickle.loads(path.read_bytes())
-            values = np.frombuffer(entry["values"], dtype=entry["dtype"]).copy()
-            if entry["checksum"] == _checksum(values):
+            data = path.read_bytes()
+            values = np.lib.format.read_array(io.BytesIO(data[_CHECKSUM_BYTES:]), allow_pickle=False)
+            if values.ndim == 1 and data[:_CHECKSUM_BYTES] == _checksum(values):
                 return values
         except FileNotFoundError:
             return None
@@ -79,8 +81,8 @@ class FeatureCache:
             return
         values = np.ascontiguousarray(values)
         buffer = io.BytesIO()
-        entry = {"values": values.tobytes(), "dtype": values.dtype.str, "checksum": _checksum(values)}
-        joblib.dump(entry, buffer)
+        buffer.write(_checksum(values))
+        np.lib.format.write_array(buffer, values, allow_pickle=False)
         with atomic_write(self.entry_path(namespace, key), durable=False) as handle:
             handle.write(buffer.getvalue())
 
@@ -90,7 +92,7 @@ class FeatureCache:
         if self.root is None or not self.root.is_dir():
             return result
         for namespace in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            files = list(namespace.rglob("*.joblib"))
+            files = list(namespace.rglob(f"*{ENTRY_SUFFIX}"))
             result[namespace.name] = {"entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
         return result
 
@@ -101,6 +103,6 @@ class FeatureCache:
         removed = 0
         for namespace in [p for p in self.root.iterdir() if p.is_dir()]:
             if extractor is None or namespace.name.split("-")[0] == extractor:
-                removed += sum(1 for _ in namespace.rglob("*.joblib"))
+                removed += sum(1 for _ in namespace.rglob(f"*{ENTRY_SUFFIX}"))
                 shutil.rmtree(namespace)
         return removed

@@ -28,13 +28,16 @@ from bloodcli.pipeline.plan import FeatureSettings, Plan
 from bloodcli.pipeline.runner import extract_features
 from bloodcli.pipeline.table import FeatureTable
 
-FEATURES_SUFFIX = ".joblib"
+FEATURES_SUFFIX = ".npz"
+#: Features files of bloodcli 0.1: recognised so that :meth:`FeatureTable.load` can refuse them in one line.
+PICKLED_FEATURES_SUFFIX = ".joblib"
 #: Stain/scale references are fitted on at most this many evenly spaced training images.
 REFERENCE_IMAGES = 100
 
 
 def is_features_file(source) -> bool:
-    return not isinstance(source, Dataset) and str(source).lower().endswith(FEATURES_SUFFIX) and Path(source).is_file()
+    name = str(source).lower()
+    return not isinstance(source, Dataset) and name.endswith((FEATURES_SUFFIX, PICKLED_FEATURES_SUFFIX)) and Path(source).is_file()
 
 
 def load_source(source, options: ExecutionOptions, labelled: bool = True) -> Dataset:

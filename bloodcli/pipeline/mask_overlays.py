@@ -11,7 +11,6 @@ from pathlib import Path
 from bloodcli.errors import ImageReadError
 from bloodcli.features.base import CellImage
 from bloodcli.imaging.cell_mask import draw_cell_masks
-from bloodcli.io.datasets import Dataset
 from bloodcli.io.images import read_bytes, write_image
 from bloodcli.pipeline.runner import WorkItem
 from bloodcli.pipeline.table import FeatureTable
@@ -20,7 +19,7 @@ from bloodcli.pipeline.table import FeatureTable
 def write_mask_overlays(table: FeatureTable, out_dir: str | Path, mask_version: int = 2) -> int:
     """Draw the cell and nucleus masks of every row of ``table`` into ``out_dir``; returns the number written."""
     written = 0
-    for sample in Dataset(table.samples, "", "").samples:
+    for sample in table.samples:
         try:
             image = WorkItem(sample).image(read_bytes(sample.path), table.settings.preprocessing)
         except ImageReadError:

@@ -17,7 +17,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from bloodcli.features import (
     DEFAULT_FEATURES,
@@ -112,12 +112,3 @@ class Plan:
     @property
     def names(self) -> list[str]:
         return [e.name for e in self.extractors]
-
-    def feature_settings(self, preprocessing: Preprocessing | None = None) -> FeatureSettings:
-        """The recorded form, with ``preprocessing`` once its references are fitted."""
-        return FeatureSettings.of(self.extractors, preprocessing or self.preprocessing)
-
-    def select(self, names: Sequence[str]) -> "Plan":
-        """The same plan with only the extractors ``names``, in that order."""
-        by_name = {e.name: e for e in self.extractors}
-        return replace(self, extractors=tuple(by_name[n] for n in names))

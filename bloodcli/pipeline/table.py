@@ -2,7 +2,8 @@
 
 A table records its :class:`~bloodcli.pipeline.plan.FeatureSettings`, the content key of each
 sample, unreadable files, and apart from its rows the features of augmented copies (training rows
-only). Saved as joblib holding plain arrays and builtins; ``.csv``/``.parquet`` export a frame.
+only). Saved as a NumPy ``.npz`` archive (the values, and the rest as one JSON string), read back
+without unpickling anything; ``.csv``/``.parquet`` export a frame.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import joblib
+import json
 import numpy as np
 
 from bloodcli.errors import InputDataError
@@ -20,6 +21,8 @@ from bloodcli.imaging.augmentation import Augmentation
 from bloodcli.io.datasets import Dataset, Sample
 from bloodcli.io.files import atomic_write
 from bloodcli.pipeline.plan import FeatureSettings
+
+FEATURES_FORMAT = "bloodcli-features/2"
 
 
 @dataclass
@@ -96,7 +99,7 @@ class FeatureTable:
         return frame
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save as joblib (plain arrays and builtins only); ``.csv``/``.parquet`` export a table."""
+        """Save as ``.npz`` (read back by :meth:`load`); ``.csv``/``.parquet`` export a table."""
         suffix = Path(path).suffix.lower()
         if suffix == ".csv":
             with atomic_write(path, "w") as handle:
@@ -106,29 +109,38 @@ class FeatureTable:
                 self.to_frame().to_parquet(handle, index=False)
         else:
             with atomic_write(path) as handle:
-                joblib.dump(self._to_payload(), handle, compress=3)
+                np.savez_compressed(handle, values=self.values, meta=np.array(json.dumps(self._meta())))
 
-    def _to_payload(self) -> dict:
+    def _meta(self) -> dict:
         return {
-            "format": "bloodcli-features/1",
-            "values": self.values,
+            "format": FEATURES_FORMAT,
             "feature_names": list(self.feature_names),
-            "samples": [(str(s.path), s.label, s.group, s.box) for s in self.samples],
+            "samples": [[str(s.path), s.label, s.group, None if s.box is None else list(map(int, s.box))] for s in self.samples],
             "content_keys": list(self.content_keys),
             "settings": self.settings.to_dict(),
-            "failures": list(self.failures),
+            "failures": [list(f) for f in self.failures],
         }
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureTable":
+        """Read a features file written by :meth:`save`; nothing in it is unpickled or run."""
+        if str(path).lower().endswith(".joblib"):
+            raise InputDataError(f"{path}: features files of bloodcli 0.1 (.joblib) are pickles and are not loaded "
+                                 "(they could run code); extract the features again to a .npz file")  # fmt: skip
         try:
-            payload = joblib.load(path)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-            raise InputDataError(f"{path}: not a readable bloodcli features file ({exc})") from None
-        if not isinstance(payload, dict) or payload.get("format") != "bloodcli-features/1":
-            raise InputDataError(f"{path}: not a bloodcli features file")
-        samples = [Sample(Path(p), label, group, tuple(box) if box else None) for p, label, group, box in payload["samples"]]
-        return cls(
-            payload["values"], payload["feature_names"], samples, payload["content_keys"],
-            FeatureSettings.from_dict(payload["settings"]), [tuple(f) for f in payload["failures"]],
-        )  # fmt: skip
+            with np.load(path, allow_pickle=False) as archive:
+                values, meta = archive["values"], json.loads(str(archive["meta"]))
+            return cls._from_meta(values, meta)
+        except Exception as exc:  # noqa: BLE001 - any unreadable or malformed file is the same user error
+            raise InputDataError(f"{path}: not a readable bloodcli features file ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _from_meta(cls, values: np.ndarray, meta: dict) -> "FeatureTable":
+        if not isinstance(meta, dict) or meta.get("format") != FEATURES_FORMAT:
+            raise ValueError(f"format is not {FEATURES_FORMAT}")
+        names, rows = list(map(str, meta["feature_names"])), meta["samples"]
+        if values.dtype.kind != "f" or values.shape != (len(rows), len(names)) or len(meta["content_keys"]) != len(rows):
+            raise ValueError(f"values of shape {values.shape} do not match {len(rows)} samples x {len(names)} features")
+        samples = [Sample(Path(p), label, group, tuple(box) if box else None) for p, label, group, box in rows]
+        return cls(values, names, samples, list(map(str, meta["content_keys"])), FeatureSettings.from_dict(meta["settings"]),
+                   [tuple(f) for f in meta["failures"]])  # fmt: skip

@@ -53,7 +53,7 @@ def extract_union(source, plan: Plan, options: ExecutionOptions) -> tuple[Featur
     """One table with every extractor of ``plan``, the column span of each, and their timings.
 
     Each extractor is extracted (and timed) on its own, so its cost per sample is measured
-    rather than estimated; a features ``.joblib`` file is used as it is, without image work.
+    rather than estimated; a features ``.npz`` file is used as it is, without image work.
     """
     if is_features_file(source):
         if plan.augmentation is not None:
