@@ -1,6 +1,9 @@
 """What a new user hit (crashes, silent successes, noise, unreadable text): one test per defect, each failing before its fix."""
 
+import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 from conftest import SAMPLE
@@ -55,3 +58,24 @@ def test_segment_into_an_existing_file_is_a_usage_error(tmp_path):
     result = run("segment", SAMPLE / "chula" / "JPEGImages", "--out-dir", target)
     assert result.exit_code == 2 and "exists and is not a folder" in result.stderr, result.output
     assert target.read_text() == "keep me"
+
+
+def test_features_written_as_parquet_train_and_a_csv_export_is_refused_in_one_line(small_dataset, tmp_path):
+    for name in ("feats.parquet", "feats.csv", "feats.npz"):
+        assert run("extract", small_dataset, "-f", "color", "-o", tmp_path / name).exit_code == 0
+    from_parquet = run("train", tmp_path / "feats.parquet", "-m", "logreg", "--folds", "3", "--json")
+    from_npz = run("train", tmp_path / "feats.npz", "-m", "logreg", "--folds", "3", "--json")
+    assert from_parquet.exit_code == 0, from_parquet.output
+    assert json.loads(from_parquet.stdout)["metrics"] == json.loads(from_npz.stdout)["metrics"]
+    from_csv = run("train", tmp_path / "feats.csv", "-m", "logreg")
+    assert from_csv.exit_code == 3 and "exported as CSV keeps no extraction settings" in from_csv.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path, small_dataset):
+    model = tmp_path / "m.bcm"
+    assert run("train", small_dataset, "-f", "color", "-m", "logreg", "-o", model).exit_code == 0
+    process = subprocess.Popen([sys.executable, "-m", "bloodcli", "predict", str(model), str(small_dataset)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    process.stdout.close()  # like `| head -0`: the first write meets a closed pipe
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and "internal error" not in stderr and "Traceback" not in stderr, stderr
