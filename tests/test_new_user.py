@@ -79,3 +79,14 @@ def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path, small_dataset):
     process.stdout.close()  # like `| head -0`: the first write meets a closed pipe
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141 and "internal error" not in stderr and "Traceback" not in stderr, stderr
+
+
+def test_a_deep_run_prints_one_device_line_and_nothing_with_quiet(tmp_path, small_dataset):
+    weights = SAMPLE / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+    command = [sys.executable, "-m", "bloodcli", "extract", str(small_dataset), "-f", "mobilenetv2", "--weights", str(weights),
+               "-F", "mobilenetv2.alpha=0.35", "-F", "mobilenetv2.input_size=96", "--no-cache"]  # fmt: skip
+    quiet = subprocess.run([*command, "-o", str(tmp_path / "q.npz"), "-q"], capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    plain = subprocess.run([*command, "-o", str(tmp_path / "p.npz")], capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0 and plain.stderr.splitlines() == [
+        "using CPU", "12 samples, 1280 features (12 computed, 0 from cache)", f"wrote {tmp_path / 'p.npz'}"]  # fmt: skip
