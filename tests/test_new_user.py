@@ -90,3 +90,15 @@ def test_a_deep_run_prints_one_device_line_and_nothing_with_quiet(tmp_path, smal
     plain = subprocess.run([*command, "-o", str(tmp_path / "p.npz")], capture_output=True, text=True, timeout=300)
     assert plain.returncode == 0 and plain.stderr.splitlines() == [
         "using CPU", "12 samples, 1280 features (12 computed, 0 from cache)", f"wrote {tmp_path / 'p.npz'}"]  # fmt: skip
+
+
+def test_a_bad_image_stops_a_parallel_run_with_one_line(tmp_path):
+    dataset = tmp_path / "cells"
+    shutil.copytree(SAMPLE / "pbc", dataset)
+    first = sorted((dataset / "eosinophil").glob("*.jpg"))[0]
+    (dataset / "eosinophil" / "0_truncated.jpg").write_bytes(first.read_bytes()[:3000])
+    result = subprocess.run([sys.executable, "-m", "bloodcli", "extract", str(dataset), "-o", str(tmp_path / "f.npz"),
+                             "-j", "2", "--no-cache"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 3
+    [line] = result.stderr.splitlines()  # no joblib warning after it
+    assert line.startswith(f"error: {dataset / 'eosinophil' / '0_truncated.jpg'}: corrupt or truncated image"), line
