@@ -1,5 +1,6 @@
 """What a new user hit (crashes, silent successes, noise, unreadable text): one test per defect, each failing before its fix."""
 
+import io
 import json
 import shutil
 import subprocess
@@ -7,10 +8,12 @@ import sys
 
 import pytest
 from conftest import SAMPLE
+from rich.console import Console
 from typer.testing import CliRunner
 
 from bloodcli.cli import app
 from bloodcli.pipeline import featurize as featurize_module
+from bloodcli.report.tables import comparison_table
 
 runner = CliRunner()
 
@@ -102,3 +105,16 @@ def test_a_bad_image_stops_a_parallel_run_with_one_line(tmp_path):
     assert result.returncode == 3
     [line] = result.stderr.splitlines()  # no joblib warning after it
     assert line.startswith(f"error: {dataset / 'eosinophil' / '0_truncated.jpg'}: corrupt or truncated image"), line
+
+
+def test_compare_tables_are_never_cut(small_dataset):
+    result = run("compare", small_dataset, "-f", "glcm+shape+color", "glcm+shape+color+lbp", "-m", "logreg",
+                 "--folds", "2", "--repeats", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout and "glcm+shape+color+lbp" in result.stdout  # a pipe gets the whole table
+    data = json.loads(run("compare", small_dataset, "-f", "glcm+shape+color", "glcm+shape+color+lbp", "-m", "logreg",
+                          "--folds", "2", "--repeats", "1", "--json").stdout)  # fmt: skip
+    for width in (80, 120):  # a terminal narrower than the table: cells wrap, nothing is elided
+        console = Console(width=width, force_terminal=True, record=True, file=io.StringIO())
+        console.print(comparison_table(data))
+        assert "…" not in console.export_text()

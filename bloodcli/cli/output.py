@@ -16,13 +16,25 @@ from rich.console import Console
 from rich.markup import escape
 
 
+#: Width results are laid out in when stdout is a file or a pipe: wide enough that no table is cut.
+UNBOUNDED_WIDTH = 100_000
+
+
+def _stdout_console() -> Console:
+    """Results console: a terminal's own width; in a file or a pipe, tables at their natural width."""
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console.width = UNBOUNDED_WIDTH
+    return console
+
+
 @dataclass
 class Output:
     """Consoles and verbosity of one invocation."""
 
     quiet: bool = False
     debug: bool = False
-    stdout: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    stdout: Console = field(default_factory=lambda: _stdout_console())
     stderr: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
 
     def log(self, message: str) -> None:

@@ -123,12 +123,13 @@ def _ms(value, cached: bool = False) -> str:
 def comparison_table(data: dict) -> Table:
     """Rich table of ``ComparisonResult.to_dict()``: one row per configuration, the best marked ★."""
     table = Table(title=f"Comparison — {data['protocol']}", title_justify="left")
+    # On a narrow terminal, cells wrap instead of being cut: "glcm+shape…" could be either of two sets.
     for column in ("", "features", "model"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for _, label in COMPARE_TABLE_METRICS:
-        table.add_column(label, justify="right")
-    table.add_column("extract ms", justify="right")
-    table.add_column("train ms", justify="right")
+        table.add_column(label, justify="right", overflow="fold")
+    table.add_column("extract ms", justify="right", overflow="fold")
+    table.add_column("train ms", justify="right", overflow="fold")
     for row in data["results"]:
         timing = row["timing"]
         table.add_row(
