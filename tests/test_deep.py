@@ -209,6 +209,8 @@ def test_bad_device_and_stray_weights_are_usage_errors(small_dataset, tmp_path):
 
 
 def test_mismatched_weights_file_is_reported(small_dataset, tmp_path):
-    extractor = build_extractors("mobilenet", {"mobilenet": {"alpha": 0.5, "input_size": 96, "weights": str(MOBILENET)}})[0]
+    with pytest.raises(UsageError, match="holds mobilenet weights of alpha 0.25, but mobilenet.alpha=0.5 was asked"):
+        build_extractors("mobilenet", {"mobilenet": {"alpha": 0.5, "input_size": 96, "weights": str(MOBILENET)}})
+    other_backbone = build_extractors("mobilenet", {"mobilenet": {"input_size": 96, "weights": str(MOBILENETV2)}})[0]
     with pytest.raises(UsageError, match="cannot load"):
-        extract_features(load_dataset(small_dataset).subset([0]), [extractor])
+        extract_features(load_dataset(small_dataset).subset([0]), [other_backbone])

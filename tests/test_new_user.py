@@ -12,6 +12,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from bloodcli.cli import app
+from bloodcli.errors import ResourceUnavailableError, UsageError
+from bloodcli.features import EXTRACTORS, deep
+from bloodcli.features.weights_file import weights_alpha
 from bloodcli.pipeline import featurize as featurize_module
 from bloodcli.report.tables import comparison_table
 
@@ -118,3 +121,32 @@ def test_compare_tables_are_never_cut(small_dataset):
         console = Console(width=width, force_terminal=True, record=True, file=io.StringIO())
         console.print(comparison_table(data))
         assert "…" not in console.export_text()
+
+
+WEIGHTS = SAMPLE / "weights"
+
+
+@pytest.mark.parametrize("name, backbone, alpha", [
+    ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5", "mobilenetv2", 0.35),
+    ("mobilenet_2_5_224_tf_no_top.h5", "mobilenet", 0.25),
+])  # fmt: skip
+def test_the_width_multiplier_is_read_from_the_weights_file(tmp_path, name, backbone, alpha):
+    renamed = tmp_path / "weights.h5"  # the tensor shapes tell, not the file name
+    shutil.copy(WEIGHTS / name, renamed)
+    assert weights_alpha(renamed, backbone) == alpha
+    assert EXTRACTORS[backbone](weights=str(renamed)).params["alpha"] == alpha
+    with pytest.raises(UsageError, match=f"alpha {alpha}, but {backbone}.alpha=0.75 was asked"):
+        EXTRACTORS[backbone](weights=str(renamed), alpha=0.75)
+
+
+def test_an_offline_imagenet_failure_names_the_shipped_weights_and_keeps_its_cause(monkeypatch):
+    def offline(**kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+                        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5: None -- [Errno -2] Name or service not known")  # fmt: skip
+
+    extractor = EXTRACTORS["mobilenetv2"]()
+    with pytest.raises(ResourceUnavailableError) as failure:
+        deep._instantiate(extractor, offline, {}, keras=None)
+    message = str(failure.value)
+    assert "Name or service not known)" in message and "--weights PATH.h5" in message
+    assert str(WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5") in message

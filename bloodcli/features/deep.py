@@ -34,6 +34,7 @@ import numpy as np
 
 from bloodcli.errors import ResourceUnavailableError, UsageError
 from bloodcli.features.base import FeatureExtractor
+from bloodcli.features.weights_file import make_divisible, weights_alpha
 
 logger = logging.getLogger("bloodcli")
 
@@ -108,6 +109,18 @@ class DeepExtractor(FeatureExtractor):
                 f"(sha256 {expected[:12]}…); pass the original file with --weights PATH.h5"
             )
         self.params.update(weights=str(path), weights_sha256=digest)
+        if self.backbone.has_alpha:
+            self._take_alpha_from(path)
+
+    def _take_alpha_from(self, path: Path) -> None:
+        """Use the weights file's width multiplier unless another was asked for (1.0 is the default)."""
+        alpha, asked = weights_alpha(path, self.name), self.params["alpha"]
+        if alpha is None or alpha == asked:
+            return
+        if asked != 1.0:
+            raise UsageError(f"{path} holds {self.name} weights of alpha {alpha}, but {self.name}.alpha={asked} was asked")
+        logger.info(f"{self.name}: alpha {alpha}, read from the weights file")
+        self.params["alpha"] = alpha
 
     def feature_names(self) -> list[str]:
         return [f"{self.name}_{i}" for i in range(self.width)]
@@ -119,7 +132,7 @@ class DeepExtractor(FeatureExtractor):
         if self.name == "mobilenet":
             return int(self.backbone.width * alpha)
         if self.name == "mobilenetv2" and alpha > 1.0:
-            return _make_divisible(self.backbone.width * alpha, 8)
+            return make_divisible(self.backbone.width * alpha, 8)
         return self.backbone.width
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -136,12 +149,6 @@ class DeepExtractor(FeatureExtractor):
     def keras_model(self):
         """The Keras backbone (pooled, no top) for these parameters, built once per process."""
         return _build(self)[0]
-
-
-def _make_divisible(value: float, divisor: int) -> int:
-    """Keras' channel rounding for MobileNetV2 widths."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 _DIGESTS: dict[tuple, str] = {}
@@ -306,7 +313,7 @@ def _instantiate(extractor: DeepExtractor, constructor, kwargs: dict, keras):
     except Exception as exc:  # noqa: BLE001 - keras reports a failed download as a bare Exception
         raise ResourceUnavailableError(
             f"cannot get ImageNet weights for {extractor.name} ({_first_line(exc)}); "
-            f"on an offline machine pass a local no-top weights file with --weights PATH.h5"
+            f"on an offline machine pass a local no-top weights file with --weights PATH.h5{_shipped_weights_hint()}"
         ) from None
     try:
         model.load_weights(weights)
@@ -333,7 +340,14 @@ def _seeded(build, keras):
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return text[0] if text else type(exc).__name__
+
+
+def _shipped_weights_hint() -> str:
+    """Where the weights shipped with bloodcli's sample data are, when this installation has them."""
+    folder = Path(__file__).resolve().parents[2] / "sample_data" / "weights"
+    files = sorted(folder.glob("*.h5")) if folder.is_dir() else []
+    return f" (this installation has {', '.join(str(f) for f in files)})" if files else ""
 
 
 def clear_models() -> None:
