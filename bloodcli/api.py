@@ -241,6 +241,8 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
     for option, folder in (("--evaluate", voc_dir), ("--masks", mask_dir)):
         if folder is not None and not Path(folder).is_dir():
             raise UsageError(f"{option} {folder}: not a folder")
+    # Absolute: worker processes outlive this call and keep the working directory they started in.
+    out_dir, voc_dir, mask_dir = (None if p is None else Path(p).absolute() for p in (out_dir, voc_dir, mask_dir))
     dataset = load_inputs(inputs, skip_errors=options.skip_errors)
     paths = list(dict.fromkeys(s.path for s in dataset.samples))  # a VOC folder lists an image once per box
     with compute_backend(options.scheduler) as client:

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from conftest import SAMPLE
+from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -150,3 +151,27 @@ def test_an_offline_imagenet_failure_names_the_shipped_weights_and_keeps_its_cau
     message = str(failure.value)
     assert "Name or service not known)" in message and "--weights PATH.h5" in message
     assert str(WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5") in message
+
+
+def test_help_and_listings_read_well(tmp_path, small_dataset):
+    help_text = " ".join(run("extract", "--help").stdout.replace("│", " ").split())
+    assert "(default: $BLOODCLI_CACHE_DIR or ~/.cache/bloodcli)" in help_text and "(default: all cores)" in help_text
+    listing = run("features").stdout
+    assert "mobilenetv2" in listing and "weights_sha256" not in listing  # filled in by bloodcli, not a -F option
+    for index, image in enumerate(sorted((small_dataset / "lymphocyte").glob("*.jpg"))):
+        Image.open(image).resize((100 + index, 100)).save(image)
+    info = run("info", small_dataset)
+    [sizes] = [line for line in info.stdout.splitlines() if line.startswith("image sizes:")]
+    assert sizes.endswith("and 2 other sizes (2 images) from 104x100 to 105x100"), sizes
+
+
+@pytest.mark.parametrize("args, message", [
+    (("segment", SAMPLE / "chula" / "JPEGImages", "--out-dir", "seg", "--nucleus-sat", "300"), "nucleus_sat_min must be a saturation in [0, 255], got 300"),
+    (("segment", SAMPLE / "chula" / "JPEGImages", "--out-dir", "seg", "--param", "blur=nan"), "blur must be a non-negative number, got nan"),
+    (("cache", "clean", "--extractor", "glcmm"), "unknown feature extractor(s): glcmm"),
+])  # fmt: skip
+def test_out_of_range_settings_and_unknown_names_are_refused(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = run(*args)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert not (tmp_path / "seg").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
@@ -55,11 +56,21 @@ def _print_dataset_info(data: dict) -> None:
     for name, count in data["classes"].items():
         table.add_row(name, str(count))
     out.print(table)
-    out.print("image sizes: " + ", ".join(f"{k} ({v})" for k, v in data["image_sizes"].items()))
+    out.print("image sizes: " + size_summary(data["image_sizes"]))
     if data["unreadable"]:  # part of the description: on stdout
         out.print(f"{len(data['unreadable'])} unreadable:")
         for item in data["unreadable"]:
             out.print(f"  {item['path']}: {item['reason']}")
+
+
+def size_summary(sizes: dict[str, int], shown: int = 5) -> str:
+    """The most common image sizes with their counts; the rest as a count and a range (``--json`` has them all)."""
+    listed = ", ".join(f"{size} ({count})" for size, count in list(sizes.items())[:shown])
+    rest = list(sizes)[shown:]
+    if not rest:
+        return listed
+    areas = sorted(rest, key=lambda size: math.prod(map(int, size.split("x"))))
+    return f"{listed} and {len(rest)} other sizes ({sum(sizes[s] for s in rest)} images) from {areas[0]} to {areas[-1]}"
 
 
 @app.command("features")
@@ -71,7 +82,7 @@ def list_features() -> None:
 
     table = Table("name", "description", "parameters (defaults)")
     for name, cls in EXTRACTORS.items():
-        params = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in cls.defaults.items())
+        params = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in cls.tunable_defaults().items())
         table.add_row(name, cls.description, params)
     output().print(table)
 
@@ -117,11 +128,14 @@ def extract(
 @handle_errors
 def cache_clean(
     cache_dir: CacheDirOpt = None,
-    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Only this extractor's entries.")] = None,
+    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Only these extractors' entries (comma-separated).")] = None,
 ) -> None:
     """Delete cached features."""
+    from bloodcli.features import parse_feature_names
+
+    names = parse_feature_names(extractor) if extractor is not None else [None]  # an unknown name is refused, not ignored
     cache = ExecutionOptions(cache_dir).cache()
-    removed = cache.clean(extractor)
+    removed = sum(cache.clean(name) for name in names)
     output().log(f"removed {removed} cached entries from {cache.root}")
 
 

@@ -121,6 +121,13 @@ class FeatureExtractor:
 
     #: Earlier versions this code still computes exactly, each with the single-cell mask version it used.
     mask_versions: ClassVar[dict[str, int]] = {}
+    #: Parameters bloodcli fills in itself (recorded for reproduction, not for ``-F``).
+    derived_params: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def tunable_defaults(cls) -> dict[str, Any]:
+        """The ``defaults`` a user sets with ``-F NAME.PARAM=VALUE``."""
+        return {k: v for k, v in cls.defaults.items() if k not in cls.derived_params}
 
     def __init__(self, check_resources: bool = True, version: str | None = None, **params):
         self.version = str(version or type(self).version)  # an earlier version when a model file asks for one

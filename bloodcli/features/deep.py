@@ -81,6 +81,7 @@ class DeepExtractor(FeatureExtractor):
     batched = True
     version = "1"
     defaults: ClassVar[dict[str, Any]] = {"weights": "imagenet", "weights_sha256": "", "input_size": 224}
+    derived_params = ("weights_sha256",)
 
     @property
     def backbone(self) -> Backbone:

@@ -246,7 +246,7 @@ def _run_per_image(items, extractors, preprocessing, cache, jobs, executor=None)
         return (_process_sample(item, *arguments) for item in items)
     chunks = _chunks(items, max(1, min(16, len(items) // (4 * workers))))
     # A stop on a bad image cancels the chunks in flight on purpose: joblib's warning about it is noise.
-    warnings.filterwarnings("ignore", message=r"\d+ tasks which were still being processed", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r"\d+ tasks (which were still being processed|have been successfully executed)", category=UserWarning)
     parallel = joblib.Parallel(n_jobs=workers, return_as="generator")
     return (result for chunk in parallel(joblib.delayed(_extract_chunk)(c, *arguments) for c in chunks) for result in chunk)
 

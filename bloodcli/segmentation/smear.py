@@ -33,6 +33,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -61,6 +62,15 @@ CLASSES = ("RBC", "WBC", "platelet")
 METHODS = ("hsv", "watershed")
 #: Outline colour (RGB) of each class in overlays: red cells red, white cells blue, platelets green.
 CLASS_COLOURS = {"RBC": (230, 30, 30), "WBC": (20, 60, 255), "platelet": (0, 200, 0)}
+
+
+#: Bounds of the parameters that are not just non-negative: (low, high, what the user reads).
+_RANGES = {
+    **{name: (0, 180, "a hue in [0, 180]") for name in ("nucleus_hue_min", "nucleus_hue_max", "cytoplasm_hue_min", "cytoplasm_hue_max")},
+    **{name: (0, 255, "a saturation in [0, 255]") for name in ("nucleus_sat_min", "cytoplasm_sat_min")},
+    "rbc_contrast": (0, 255, "a lightness step in [0, 255] (0 = from the image)"),
+    "background_percentile": (0, 100, "a percentile in [0, 100]"),
+}
 
 
 @dataclass(frozen=True)
@@ -102,9 +112,11 @@ class SegmentationParams:
             raise UsageError(f"segmentation scale must be in [0.1, 1], got {self.scale}")
         if not (self.rbc_diameter == 0 or 4 <= self.rbc_diameter <= 1000):
             raise UsageError(f"rbc_diameter must be 0 (estimate) or 4 to 1000 pixels, got {self.rbc_diameter}")
-        for name in ("nucleus_hue_min", "nucleus_hue_max", "cytoplasm_hue_min", "cytoplasm_hue_max"):
-            if not 0 <= getattr(self, name) <= 180:
-                raise UsageError(f"{name} must be a hue in [0, 180], got {getattr(self, name)}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            low, high, unit = _RANGES.get(field.name, (0, math.inf, "a non-negative number"))
+            if not isinstance(value, bool) and not low <= value <= high:  # NaN fails too
+                raise UsageError(f"{field.name} must be {unit}, got {value}")
 
     @classmethod
     def from_strings(cls, items: list[str] | None) -> "SegmentationParams":
