@@ -112,11 +112,11 @@ class SegmentationParams:
             raise UsageError(f"segmentation scale must be in [0.1, 1], got {self.scale}")
         if not (self.rbc_diameter == 0 or 4 <= self.rbc_diameter <= 1000):
             raise UsageError(f"rbc_diameter must be 0 (estimate) or 4 to 1000 pixels, got {self.rbc_diameter}")
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            low, high, unit = _RANGES.get(field.name, (0, math.inf, "a non-negative number"))
+        for name in (f.name for f in dataclasses.fields(self)):
+            value = getattr(self, name)
+            low, high, unit = _RANGES.get(name, (0, math.inf, "a non-negative number"))
             if not isinstance(value, bool) and not low <= value <= high:  # NaN fails too
-                raise UsageError(f"{field.name} must be {unit}, got {value}")
+                raise UsageError(f"{name} must be {unit}, got {value}")
 
     @classmethod
     def from_strings(cls, items: list[str] | None) -> "SegmentationParams":
