@@ -51,22 +51,25 @@ def _cell(value, text: bool = False) -> str:
     return f'<td class="text">{html.escape(str(value))}</td>' if text else f"<td>{html.escape(str(value))}</td>"
 
 
-def _ms(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+def _ms(value, missing: str = "n/a") -> str:
+    return missing if value is None else f"{value:.2f}"
 
 
 def _results_table(data: dict) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in COMPARE_COLUMNS)
     rows = []
     for r in data["results"]:
-        cached = " (cache)" if r["timing"]["extract_cached"] else ""
+        timing = r["timing"]
         cells = [_cell(r["features"], True), _cell(r["kind"], True), _cell(r["model"], True)]
         cells += [_cell(mean_std(r["metrics"][key], " ± ")) for key, _ in COMPARE_COLUMNS]
-        cells += [_cell(_ms(r["timing"]["extract_ms_per_sample"]) + cached), _cell(_ms(r["timing"]["train_ms_per_sample"]))]
+        cells += [_cell(_ms(timing["extract_ms_per_sample"], "unknown")),
+                  _cell(f"{timing['extract_n_computed']} / {timing['extract_n_cached']}"), _cell(_ms(timing["train_ms_per_sample"]))]  # fmt: skip
         rows.append(f'<tr class="{"best" if r["best"] else ""}">{"".join(cells)}</tr>')
     return (
         '<table><tr><th class="text">features</th><th class="text">kind</th><th class="text">model</th>'
-        f"{head}<th>extract ms/sample</th><th>train ms/sample</th></tr>{''.join(rows)}</table>"
+        f"{head}<th>extract ms/image</th><th>images computed / from cache</th><th>train ms/row</th></tr>{''.join(rows)}</table>"
+        '<p class="meta">Extraction cost per image computed in this run, summed over the set\'s extractors; unknown when '
+        "every image came from the cache (--no-cache measures it). Training cost per training row, per fold.</p>"
     )
 
 
@@ -91,14 +94,19 @@ def _comparison_table(comparison: dict) -> str:
 
 def _extraction_table(extraction: dict) -> str:
     rows = "".join(
-        f"<tr>{_cell(name, True)}{_cell(t['kind'], True)}{_cell(_ms(t['ms_per_sample']))}{_cell(t['n_computed'])}{_cell(t['n_cached'])}</tr>"
+        f"<tr>{_cell(name, True)}{_cell(t['kind'], True)}{_cell(_ms(t['ms_per_sample'], _unknown_cost(t)))}"
+        f"{_cell(t['n_computed'])}{_cell(t['n_cached'])}</tr>"
         for name, t in extraction.items()
     )
     return (
-        '<table><tr><th class="text">extractor</th><th class="text">kind</th><th>ms/sample</th><th>computed</th>'
-        f"<th>from cache</th></tr>{rows}</table><p class=\"meta\">Each extractor is timed on its own (decoding included); "
-        "times of cached values are cache reads, not computation.</p>"
+        '<table><tr><th class="text">extractor</th><th class="text">kind</th><th>ms per computed image</th><th>computed</th>'
+        f"<th>from cache</th></tr>{rows}</table><p class=\"meta\">Each extractor is timed on its own (decoding included), "
+        "over the images it computed in this run; a cache read costs next to nothing and says nothing of the cost.</p>"
     )
+
+
+def _unknown_cost(timing: dict) -> str:
+    return "unknown (features file)" if timing["from_features_file"] else "unknown (all from cache)"
 
 
 def _config_figures(result, config, heading: str) -> str:
