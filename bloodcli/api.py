@@ -38,6 +38,7 @@ from bloodcli.learn.validation import (
     EvaluationResult,
     ExternalTest,
     augmentation_note,
+    check_class_sizes,
     cross_validate,
     fit_and_test,
     holdout_evaluate,
@@ -82,6 +83,7 @@ def train(table: FeatureTable, model: str = "svm", *, cv: int | None = None, tes
     options = options or ExecutionOptions()
     check_training(model, cv, test_size)
     Dataset(table.samples, "training data", "").require_classes(2)
+    check_class_sizes(table.labels, table.groups, [model], cv, test_size)
     result = None
     with compute_backend(options.scheduler) as client:
         if cv:
@@ -103,6 +105,22 @@ def check_training(model: str, cv: int | None = None, test_size: float | None = 
         raise UsageError(f"cross-validation needs at least 2 folds, got {cv}")
     if test_size is not None and not 0 < test_size < 1:
         raise UsageError(f"--test-size must be between 0 and 1, got {test_size}")
+
+
+def training_data(source, models: str | Sequence[str] = "svm", *, folds: int | None = None, test_size: float | None = None,
+                  options: ExecutionOptions | None = None):  # fmt: skip
+    """``source`` ready for :func:`featurize`, its class sizes checked against the folds and classifiers.
+
+    A dataset is loaded (listing only, no image decoded) so that a class too small for ``folds``
+    or for a classifier is refused before any feature is computed; a features file is returned as
+    it is (:func:`train` checks its rows).
+    """
+    if features.is_features_file(source):
+        return source
+    dataset = features.load_source(source, options or ExecutionOptions())
+    dataset.require_classes(2)
+    check_class_sizes(dataset.labels, dataset.groups, parse_models(models), folds, test_size)
+    return dataset
 
 
 @dataclass
@@ -199,7 +217,8 @@ def compare(
         raise UsageError(f"cross-validation needs at least 2 folds, got {folds}")
     needed = parse_feature_names([n for s in sets for n in s])
     plan = Plan.build(needed, feature_options, weights=weights, preprocessing=preprocessing, augmentation=augmentation, seed=seed)
-    table, spans, timings = extract_union(source, plan, options)
+    data = training_data(source, model_names, folds=None if test is not None else folds, options=options)
+    table, spans, timings = extract_union(data, plan, options)
     Dataset(table.samples, str(source), "").require_classes(2)
     held_out = None
     if test is not None:
@@ -218,6 +237,8 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
     from bloodcli.segmentation.batch import segment_files
 
     options = options or ExecutionOptions()
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise UsageError(f"--out-dir {out_dir}: exists and is not a folder")
     for option, folder in (("--evaluate", voc_dir), ("--masks", mask_dir)):
         if folder is not None and not Path(folder).is_dir():
             raise UsageError(f"{option} {folder}: not a folder")

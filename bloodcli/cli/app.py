@@ -8,6 +8,8 @@ Errors from the library become one line on stderr and the exit code of their cla
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import traceback
 from typing import Annotated
 
@@ -88,6 +90,14 @@ def _main(
     route_library_logs()
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit raises nothing more."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured in tests)
+        pass
+
+
 def handle_errors(command):
     """Turn library errors into one line on stderr and a documented exit code."""
 
@@ -104,6 +114,9 @@ def handle_errors(command):
         except KeyboardInterrupt:
             out.stderr.print("interrupted")
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # the reader went away (`bloodcli predict ... | head`): stop quietly, as SIGPIPE would
+            _silence_stdout()
+            raise typer.Exit(141) from None
         except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
             if out.debug:
                 traceback.print_exc()

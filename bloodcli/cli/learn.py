@@ -62,8 +62,9 @@ def train(
     plan = Plan.build(features, feature_option, weights=weights, preprocessing=preprocessing, augmentation=augmentation(augment),
                       classifier=model, seed=seed)  # fmt: skip
     out = output()
+    data = api.training_data(dataset, plan.classifier, folds=folds, test_size=test_size, options=run)
     with out.progress("extracting") as progress:
-        table = api.featurize(dataset, plan, replace(run, progress=progress))
+        table = api.featurize(data, plan, replace(run, progress=progress))
     report_table(table)
     out.log(f"training {plan.classifier} on {len(table)} samples ({len(set(table.labels))} classes)")
     trained, _ = api.train(table, plan.classifier, cv=folds, test_size=test_size, seed=seed, options=run)

@@ -90,8 +90,9 @@ class LibraryLogHandler(logging.Handler):
 
 
 def route_library_logs() -> None:
+    """Library log records to the running invocation's stderr; debug records (e.g. TensorFlow's native logs) with --debug."""
     logger = logging.getLogger("bloodcli")
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG if output().debug else logging.INFO)
     logger.propagate = False
     if not any(isinstance(h, LibraryLogHandler) for h in logger.handlers):
         logger.addHandler(LibraryLogHandler())

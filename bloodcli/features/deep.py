@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,10 +129,8 @@ class DeepExtractor(FeatureExtractor):
         return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
     def compute_batch(self, images: list[np.ndarray]) -> np.ndarray:
-        import tensorflow as tf
-
-        embed = embedding_function(self)
-        outputs = embed(tf.convert_to_tensor(np.stack(images)))
+        embed = embedding_function(self)  # first: it imports TensorFlow with its native logs caught
+        outputs = embed(np.stack(images))
         return np.asarray(outputs, dtype=np.float32).reshape(len(images), -1)
 
     def keras_model(self):
@@ -192,8 +192,21 @@ def _configure_tensorflow():
 
         return tf
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ info/warnings are noise on a CLI
-    import tensorflow as tf
+    with native_stderr_to_debug():
+        import tensorflow as tf
 
+        gpus = _visible_gpus(tf)
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        logger.info(f"using GPU: {details.get('device_name', gpus[0].name)}")
+    else:
+        logger.info("using CPU")
+    _runtime["configured"] = "gpu" if gpus else "cpu"
+    return tf
+
+
+def _visible_gpus(tf) -> list:
+    """The GPUs TensorFlow may use, as ``--device`` asks (none for cpu; an error for gpu without one)."""
     device = _runtime["device"]
     try:
         if device == "cpu":
@@ -207,13 +220,7 @@ def _configure_tensorflow():
         raise ResourceUnavailableError(
             "--device gpu: TensorFlow sees no GPU (install the CUDA build with: pip install 'bloodcli[gpu]')"
         )
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        logger.info(f"using GPU: {details.get('device_name', gpus[0].name)}")
-    else:
-        logger.info("using CPU")
-    _runtime["configured"] = "gpu" if gpus else "cpu"
-    return tf
+    return gpus
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -238,6 +245,28 @@ def _build(extractor: DeepExtractor) -> tuple:
         return _models[key]
 
 
+@contextlib.contextmanager
+def native_stderr_to_debug():
+    """Pass what native code writes to file descriptor 2 meanwhile on to the debug log.
+
+    TensorFlow's C++ runtime logs (oneDNN, CUDA probing, "failed call to cuInit") through absl
+    before its log settings apply, so ``TF_CPP_MIN_LOG_LEVEL`` cannot silence them; stderr is for
+    bloodcli's own lines, and ``--debug`` still shows them.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                logger.debug(line)
+
+
 def _build_model(extractor: DeepExtractor) -> tuple:
     tf = _configure_tensorflow()
     import keras
@@ -256,6 +285,8 @@ def _build_model(extractor: DeepExtractor) -> tuple:
     def embed(images):
         return model(preprocess(tf.cast(images, tf.float32)), training=False)
 
+    with native_stderr_to_debug():  # the first call compiles, and the runtime logs again
+        embed(np.zeros((1, size, size, 3), np.uint8))
     return model, embed
 
 
@@ -264,7 +295,8 @@ def _instantiate(extractor: DeepExtractor, constructor, kwargs: dict, keras):
     settings = ", ".join(f"{k}={v}" for k, v in extractor.params.items() if k not in ("weights", "weights_sha256"))
     try:
         if weights == "imagenet":
-            with contextlib.redirect_stdout(sys.stderr):  # keras prints download progress; stdout is for results
+            logger.info(f"{extractor.name}: loading ImageNet weights (downloaded once into ~/.keras/models)")
+            with contextlib.redirect_stdout(io.StringIO()):  # keras prints its download progress on stdout, for results
                 return constructor(weights="imagenet", **kwargs)
         if weights == "none":
             return _seeded(lambda: constructor(weights=None, **kwargs), keras)

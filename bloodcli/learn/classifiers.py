@@ -27,7 +27,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from bloodcli.errors import UsageError
+from bloodcli.errors import DatasetError, UsageError
 from bloodcli.learn.labels import encode_labels
 
 
@@ -48,6 +48,11 @@ class Classifier:
     fit_on_dask : callable, optional
         ``fit_on_dask(client, values, targets, estimator)`` trains on a Dask cluster and returns a
         locally usable fitted estimator; without it, Dask runs only the joblib-parallel parts.
+    min_per_class : int
+        Fewest training samples of a class the classifier can fit on.
+    sized_for : callable, optional
+        ``sized_for(estimator, smallest)`` adapts an unfitted estimator to training data whose
+        smallest class has ``smallest`` samples (e.g. fewer internal folds).
     """
 
     factory: Callable[[int, int], BaseEstimator]
@@ -55,12 +60,29 @@ class Classifier:
     tuning_grid: dict[str, list] = field(default_factory=dict)
     skops_types: tuple[str, ...] = ()
     fit_on_dask: Callable | None = None
+    min_per_class: int = 1
+    sized_for: Callable[[BaseEstimator, int], BaseEstimator] | None = None
+
+    def estimator_for(self, targets: np.ndarray, seed: int = 0, jobs: int = 1) -> BaseEstimator:
+        """An unfitted estimator for integer ``targets``; a one-line error when a class is too small."""
+        counts = np.bincount(np.asarray(targets, dtype=np.int64))
+        smallest = int(counts[counts > 0].min())
+        if smallest < self.min_per_class:
+            raise DatasetError(f"a class has {smallest} training sample(s); this classifier needs at least "
+                               f"{self.min_per_class} per class (add images, or use -m logreg, rf or xgboost)")  # fmt: skip
+        estimator = self.factory(seed, jobs)
+        return self.sized_for(estimator, smallest) if self.sized_for else estimator
 
 
 def _svm(seed: int, jobs: int) -> BaseEstimator:
     # Probabilities from Platt scaling fitted on internal 3-fold predictions, then one SVC on all data.
     svc = SVC(C=10.0, gamma="scale", random_state=seed)
     return Pipeline([("scale", StandardScaler()), ("svm", CalibratedClassifierCV(svc, cv=3, ensemble=False))])
+
+
+def _svm_sized_for(estimator: BaseEstimator, smallest: int) -> BaseEstimator:
+    # Platt scaling's internal stratified folds cannot outnumber the smallest class.
+    return estimator.set_params(svm__cv=min(3, smallest))
 
 
 def _random_forest(seed: int, jobs: int) -> BaseEstimator:
@@ -139,6 +161,7 @@ CLASSIFIERS: dict[str, Classifier] = {
         _svm, "RBF support vector machine on standardised features, Platt-scaled probabilities",
         {"svm__estimator__C": [1.0, 10.0, 100.0]},
         ("sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration"),
+        min_per_class=2, sized_for=_svm_sized_for,
     ),
     "rf": Classifier(
         _random_forest, "random forest, 500 trees, class-balanced",
@@ -202,8 +225,8 @@ def fit_classifier(name: str, values: np.ndarray, labels, classes: list[str], se
     With a Dask ``client``, an entry with ``fit_on_dask`` trains on the cluster.
     """
     entry = classifier_entry(name)
-    estimator = entry.factory(seed, jobs)
     targets = encode_labels(labels, classes)
+    estimator = entry.estimator_for(targets, seed, jobs)
     if client is not None and entry.fit_on_dask is not None:
         return entry.fit_on_dask(client, values, targets, estimator)
     return estimator.fit(values, targets)

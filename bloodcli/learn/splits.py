@@ -35,24 +35,29 @@ def make_folds(labels, groups=None, n_splits: int = 5, seed: int = 0) -> list[Sp
         When a class has fewer samples (or the dataset fewer groups) than folds.
     """
     labels = np.asarray(labels, dtype=object)
-    if n_splits < 2:
-        raise UsageError(f"cross-validation needs at least 2 folds, got {n_splits}")
-    smallest, count = min(Counter(labels).items(), key=lambda item: item[1])
-    if count < n_splits:
-        raise DatasetError(f"class '{smallest}' has {count} sample(s), fewer than the {n_splits} folds requested")
+    check_fold_count(labels, groups, n_splits)
     placeholder = np.zeros(len(labels))
     if groups is None:
         splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         folds = list(splitter.split(placeholder, labels))
     else:
         groups = np.asarray(groups, dtype=object)
-        if len(set(groups)) < n_splits:
-            raise DatasetError(f"dataset has {len(set(groups))} groups, fewer than the {n_splits} folds requested")
         splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         folds = list(splitter.split(placeholder, labels, groups))
     for train, test in folds:
         assert_groups_disjoint(groups, train, test)
     return folds
+
+
+def check_fold_count(labels, groups, n_splits: int) -> None:
+    """Refuse ``n_splits`` folds that some class (or the set of groups) is too small to fill."""
+    if n_splits < 2:
+        raise UsageError(f"cross-validation needs at least 2 folds, got {n_splits}")
+    smallest, count = min(Counter(labels).items(), key=lambda item: item[1])
+    if count < n_splits:
+        raise DatasetError(f"class '{smallest}' has {count} sample(s), fewer than the {n_splits} folds requested")
+    if groups is not None and len(set(groups)) < n_splits:
+        raise DatasetError(f"dataset has {len(set(groups))} groups, fewer than the {n_splits} folds requested")
 
 
 def holdout_split(labels, groups=None, test_size: float = 0.25, seed: int = 0) -> Split:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import joblib
 import numpy as np
 
-from bloodcli.learn.classifiers import classifier_entry, fit_classifier, make_classifier
+from bloodcli.errors import DatasetError
+from bloodcli.learn.classifiers import classifier_entry, fit_classifier
 from bloodcli.learn.labels import (
     align_labels,
     class_probabilities,
@@ -32,6 +33,7 @@ from bloodcli.learn.splits import (
     Split,
     TrainingRows,
     assert_groups_disjoint,
+    check_fold_count,
     expand_split,
     holdout_split,
     inner_splits,
@@ -66,6 +68,26 @@ class EvaluationResult:
         return result
 
 
+def check_class_sizes(labels, groups, models: Sequence[str], folds: int | None = None,
+                      test_size: float | None = None) -> None:  # fmt: skip
+    """Refuse, before any feature is computed, classes too small for the folds or for a classifier.
+
+    Each classifier states the fewest samples per class it fits on; a training part keeps about
+    ``(folds - 1) / folds`` (or ``1 - test_size``) of a class.
+    """
+    labels = np.asarray(labels, dtype=object)
+    if folds:
+        check_fold_count(labels, groups, folds)
+    name, count = min(Counter(labels).items(), key=lambda item: item[1])
+    held_out = -(-count // folds) if folds else int(np.ceil(count * test_size)) if test_size else 0
+    for model in models:
+        needed = classifier_entry(model).min_per_class
+        if count - held_out < needed:
+            part = "in a training part" if held_out else "in the training data"
+            raise DatasetError(f"class '{name}' has {count - held_out} sample(s) {part}; {model} needs at least "
+                               f"{needed} per class (add images, or use fewer folds or another --model)")  # fmt: skip
+
+
 def fit_estimator(model: str, rows: TrainingRows, classes: list[str], seed: int = 0, *, tune: bool = False,
                   jobs: int = 1, client=None):  # fmt: skip
     """A classifier fitted on ``rows`` and the hyper-parameters inner CV chose (empty without ``tune``)."""
@@ -74,7 +96,7 @@ def fit_estimator(model: str, rows: TrainingRows, classes: list[str], seed: int 
     from sklearn.model_selection import GridSearchCV
 
     search = GridSearchCV(
-        make_classifier(model, seed, jobs), classifier_entry(model).tuning_grid, scoring="balanced_accuracy",
+        classifier_entry(model).estimator_for(encode_labels(rows.labels, classes), seed, jobs), classifier_entry(model).tuning_grid, scoring="balanced_accuracy",
         cv=inner_splits(rows, seed), n_jobs=1, refit=True, error_score="raise",
     )  # fmt: skip
     search.fit(rows.values, encode_labels(rows.labels, classes))

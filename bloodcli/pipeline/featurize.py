@@ -9,6 +9,7 @@ come from the cache.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -35,9 +36,19 @@ PICKLED_FEATURES_SUFFIX = ".joblib"
 REFERENCE_IMAGES = 100
 
 
+#: Header of a features table exported as CSV (``FeatureTable.to_frame``): recognised so it is not taken for a manifest.
+EXPORTED_CSV_HEADER = "path,box,label,group,"
+
+
 def is_features_file(source) -> bool:
+    """Whether ``source`` names a features file (``.npz``, ``.parquet``, an exported CSV or a 0.1 ``.joblib``)."""
+    if isinstance(source, Dataset) or not isinstance(source, (str, os.PathLike)) or not Path(source).is_file():
+        return False
     name = str(source).lower()
-    return not isinstance(source, Dataset) and name.endswith((FEATURES_SUFFIX, PICKLED_FEATURES_SUFFIX)) and Path(source).is_file()
+    if name.endswith(".csv"):
+        with open(source, encoding="utf-8-sig", errors="replace") as handle:
+            return handle.readline(4096).startswith(EXPORTED_CSV_HEADER)
+    return name.endswith((FEATURES_SUFFIX, ".parquet", PICKLED_FEATURES_SUFFIX))
 
 
 def load_source(source, options: ExecutionOptions, labelled: bool = True) -> Dataset:

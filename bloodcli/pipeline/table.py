@@ -23,6 +23,8 @@ from bloodcli.io.files import atomic_write
 from bloodcli.pipeline.plan import FeatureSettings
 
 FEATURES_FORMAT = "bloodcli-features/2"
+#: Key of the JSON description in a features ``.parquet`` file's schema metadata.
+PARQUET_META_KEY = b"bloodcli"
 
 
 @dataclass
@@ -105,8 +107,13 @@ class FeatureTable:
             with atomic_write(path, "w") as handle:
                 self.to_frame().to_csv(handle, index=False)
         elif suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            frame = pa.Table.from_pandas(self.to_frame(), preserve_index=False)
+            frame = frame.replace_schema_metadata({**(frame.schema.metadata or {}), PARQUET_META_KEY: json.dumps(self._meta())})
             with atomic_write(path) as handle:
-                self.to_frame().to_parquet(handle, index=False)
+                pq.write_table(frame, handle)
         else:
             with atomic_write(path) as handle:
                 np.savez_compressed(handle, values=self.values, meta=np.array(json.dumps(self._meta())))
@@ -127,9 +134,11 @@ class FeatureTable:
         if str(path).lower().endswith(".joblib"):
             raise InputDataError(f"{path}: features files of bloodcli 0.1 (.joblib) are pickles and are not loaded "
                                  "(they could run code); extract the features again to a .npz file")  # fmt: skip
+        if str(path).lower().endswith(".csv"):
+            raise InputDataError(f"{path}: a features table exported as CSV keeps no extraction settings, so no model "
+                                 "can be trained on it; use the .npz or .parquet file written by 'bloodcli extract'")  # fmt: skip
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                values, meta = archive["values"], json.loads(str(archive["meta"]))
+            values, meta = _read_parquet(path) if str(path).lower().endswith(".parquet") else _read_npz(path)
             return cls._from_meta(values, meta)
         except Exception as exc:  # noqa: BLE001 - any unreadable or malformed file is the same user error
             raise InputDataError(f"{path}: not a readable bloodcli features file ({type(exc).__name__}: {exc})") from None
@@ -144,3 +153,18 @@ class FeatureTable:
         samples = [Sample(Path(p), label, group, tuple(box) if box else None) for p, label, group, box in rows]
         return cls(values, names, samples, list(map(str, meta["content_keys"])), FeatureSettings.from_dict(meta["settings"]),
                    [tuple(f) for f in meta["failures"]])  # fmt: skip
+
+
+def _read_npz(path) -> tuple[np.ndarray, dict]:
+    with np.load(path, allow_pickle=False) as archive:
+        return archive["values"], json.loads(str(archive["meta"]))
+
+
+def _read_parquet(path) -> tuple[np.ndarray, dict]:
+    """Values and description of a features ``.parquet`` file (pyarrow only: pandas metadata is never evaluated)."""
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(path)
+    meta = json.loads((frame.schema.metadata or {})[PARQUET_META_KEY])
+    columns = [frame.column(str(name)).to_numpy() for name in meta["feature_names"]]
+    return np.column_stack(columns).astype(np.float64) if columns else np.empty((frame.num_rows, 0)), meta
