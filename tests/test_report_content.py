@@ -11,6 +11,7 @@ import pytest
 from conftest import SAMPLE
 from typer.testing import CliRunner
 
+import bloodcli
 from bloodcli.cli import app
 from bloodcli.report.figures import metric_bar_figure
 from bloodcli.report.verdict import verdict
@@ -131,7 +132,7 @@ def test_evaluate_report_has_roc_curves_and_model_provenance(small_dataset, tmp_
     provenance = text[text.index("<h2>Model</h2>") :]
     for expected in ("model.bcm", hashlib.sha256(model.read_bytes()).hexdigest(), "logreg (seed 0)", "color v",
                      f"{small_dataset}: 12 samples (lymphocyte 6, neutrophil 6)", "2-fold stratified cross-validation: accuracy",
-                     "bloodcli 0.1.0, on 20"):  # fmt: skip
+                     f"bloodcli {bloodcli.__version__}, on 20"):  # fmt: skip
         assert expected in provenance, expected
 
 
