@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -277,12 +278,15 @@ def dataset_info(source: str | Path, skip_errors: bool = True, check_images: boo
     }
 
 
-def model_info(path: str | Path) -> dict:
-    """What a model file records: classifier, classes, feature settings, provenance and held-out metrics."""
+def model_info(path: str | Path | None, trained: TrainedModel | None = None) -> dict:
+    """What a model file records: its name and SHA-256, classifier, classes, feature settings, provenance and
+    held-out metrics. ``trained``: the model of ``path`` already loaded, or a model never saved (``path`` None)."""
     from bloodcli.learn.model_file import MODEL_FORMAT
 
-    trained = TrainedModel.load(path)
+    trained = trained or TrainedModel.load(path)
     return {
+        "file": None if path is None else Path(path).name,
+        "sha256": None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest(),  # loading read it all too
         "format": MODEL_FORMAT, "model": trained.name, "classes": trained.classes,
         "features": trained.settings.to_dict(), "n_features": len(trained.feature_names),
         "provenance": trained.provenance, "metrics": trained.metrics,

@@ -144,7 +144,7 @@ def evaluate(
     with out.progress("extracting") as progress:
         options = replace(run, progress=progress)
         if test is None:
-            metrics, title = _evaluate_saved(Path(source), dataset, options, labels, weights)
+            metrics, title, model_info = _evaluate_saved(Path(source), dataset, options, labels, weights)
         else:
             plan = Plan.build(features or DEFAULTS["features"], feature_option, weights=weights, preprocessing=preprocessing,
                               augmentation=augmentation(augment), classifier=model or DEFAULTS["model"], seed=seed)  # fmt: skip
@@ -152,7 +152,8 @@ def evaluate(
             report_table(outcome.train)
             report_table(outcome.test)
             metrics, title = outcome.metrics, f"{outcome.model.name} trained on {source}, scored on {test}"
-    _report_evaluation(metrics, title, out_dir, json_output)
+            model_info = api.model_info(None, outcome.model)
+    _report_evaluation(metrics, title, out_dir, json_output, model_info)
 
 
 def _check_evaluate_form(dataset: str | None, test: str | None, training_options: list[str]) -> None:
@@ -164,16 +165,16 @@ def _check_evaluate_form(dataset: str | None, test: str | None, training_options
         raise UsageError(f"{', '.join(training_options)} only apply with --test (a saved model keeps its own settings)")
 
 
-def _evaluate_saved(model: Path, dataset: str, options: ExecutionOptions, label_map: dict, weights) -> tuple[dict, str]:
+def _evaluate_saved(model: Path, dataset: str, options: ExecutionOptions, label_map: dict, weights) -> tuple[dict, str, dict]:
     from bloodcli.learn.model_file import TrainedModel
 
     trained = TrainedModel.load(model)
     table = api.featurize_for_model(trained, dataset, options, weights=weights)
     report_table(table)
-    return api.evaluate(trained, table, label_map), f"{model.name} on {dataset}"
+    return api.evaluate(trained, table, label_map), f"{model.name} on {dataset}", api.model_info(model, trained)
 
 
-def _report_evaluation(metrics: dict, title: str, out_dir: Path | None, json_output: bool) -> None:
+def _report_evaluation(metrics: dict, title: str, out_dir: Path | None, json_output: bool, model_info: dict) -> None:
     """Warnings on stderr, then the outputs of 'evaluate'."""
     from bloodcli.report.outputs import write_evaluation_outputs
 
@@ -185,7 +186,7 @@ def _report_evaluation(metrics: dict, title: str, out_dir: Path | None, json_out
         out.warn(f"{metrics['n_unknown_class']} sample(s) left out of the metrics: their labels are no class of the model "
                  f"({', '.join(metrics['classes_unknown_to_model'])}); see --label-map")  # fmt: skip
     if out_dir is not None:
-        for path in write_evaluation_outputs(out_dir, metrics, f"bloodcli evaluate: {title}"):
+        for path in write_evaluation_outputs(out_dir, metrics, f"bloodcli evaluate: {title}", model_info):
             out.log(f"wrote {path}")
     if json_output:
         print(to_json(metrics))

@@ -47,8 +47,9 @@ class ConfigResult:
     model: str
     fold_metrics: list[dict]
     evaluation: EvaluationResult
-    extract_ms_per_sample: float | None
-    extract_cached: bool
+    extract_ms_per_sample: float | None  # per image computed in this run; None when none was
+    extract_computed: int  # images whose features for this set were all computed in this run
+    extract_cached: int  # images at least one extractor of the set read from the cache
 
     def scores(self, metric: str) -> np.ndarray:
         """Per-fold values of ``metric`` (NaN where undefined), in split order."""
@@ -73,7 +74,8 @@ class ConfigResult:
             "fold_scores": {metric: self.scores(metric).tolist()},
             "chosen_params": self.evaluation.chosen_params,
             "timing": {
-                "extract_ms_per_sample": self.extract_ms_per_sample, "extract_cached": self.extract_cached,
+                "extract_ms_per_sample": self.extract_ms_per_sample, "extract_n_computed": self.extract_computed,
+                "extract_n_cached": self.extract_cached,
                 "train_ms_per_sample": self.evaluation.fit_ms_per_row,
             },
         }  # fmt: skip
@@ -225,11 +227,12 @@ def _score_configs(sets: list[list[str]], models: list[str], timings: list[Extra
     configs = []
     for names in sets:
         extract_ms = None if any(timing[n].ms_per_sample is None for n in names) else sum(timing[n].ms_per_sample for n in names)
-        cached = any(timing[n].n_cached for n in names)
+        computed = min(timing[n].n_computed for n in names)
+        cached = max(timing[n].n_cached for n in names)
         for model in models:
             evaluation = score(names, model)
             configs.append(ConfigResult("+".join(names), feature_set_kind(names), model, evaluation.fold_metrics, evaluation,
-                                        extract_ms, cached))  # fmt: skip
+                                        extract_ms, computed, cached))  # fmt: skip
     return configs
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 import json
 import platform
+import os
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -53,6 +55,7 @@ class TrainedModel:
             feature_names=list(table.feature_names), training_keys=list(table.content_keys),
             provenance={
                 "versions": library_versions(), "seed": seed, "n_samples": len(table),
+                "training_source": training_source(table), "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "class_counts": {c: int((labels == c).sum()) for c in classes},
                 "training_data_fingerprint": training_fingerprint(table.content_keys),
                 # Copies are training rows only: predict and evaluate never augment.
@@ -219,6 +222,15 @@ def train_model(table: FeatureTable, model: str = "svm", seed: int = 0, jobs: in
         raise UsageError(f"training needs at least two classes, found {len(classes)} ({', '.join(classes)})")
     values, origin = table.with_copies()
     return TrainedModel.of(table, fit_classifier(model, values, table.labels[origin], classes, seed, jobs, client), model, seed)
+
+
+def training_source(table: FeatureTable) -> str | None:
+    """The folder holding every training image (the dataset's root for a folder per class)."""
+    folders = {str(Path(sample.path).parent) for sample in table.samples}
+    try:
+        return os.path.commonpath(sorted(folders)) if folders else None
+    except ValueError:  # paths on different drives
+        return None
 
 
 def training_fingerprint(keys) -> str:

@@ -40,7 +40,7 @@ from bloodcli.learn.splits import (
     make_folds,
 )
 from bloodcli.pipeline.table import FeatureTable
-from bloodcli.report.metrics import SUMMARY_METRICS, classification_metrics
+from bloodcli.report.metrics import SUMMARY_METRICS, classification_metrics, roc_curves
 
 
 @dataclass
@@ -223,6 +223,7 @@ class ExternalTest:
     def metrics(self, probabilities: np.ndarray, protocol: str | None = None) -> dict:
         """Metrics of ``probabilities`` on the scored rows, with what was left out and what was seen in training."""
         metrics = score_probabilities(self.labels, probabilities, self.classes)
+        metrics["roc_curves"] = roc_curves(self.labels, probabilities, self.classes)
         metrics["n_seen_in_training"] = self.n_seen_in_training
         metrics["classes_unknown_to_model"] = list(self.excluded)
         metrics["n_unknown_class"] = sum(self.excluded.values())

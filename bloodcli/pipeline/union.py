@@ -40,7 +40,15 @@ class ExtractorTiming:
 
     @property
     def ms_per_sample(self) -> float | None:
-        return None if self.seconds is None else 1000.0 * self.seconds / max(self.n_samples, 1)
+        """Cost of computing one image: the run's time over the images computed in it.
+
+        None when nothing was computed (all from the cache or a features file): a cache read
+        says nothing about the cost. The run's few cache reads are included; they are cheap next
+        to a computation (a fully cached re-run is ~50x faster).
+        """
+        if self.seconds is None or self.n_computed == 0:
+            return None
+        return 1000.0 * self.seconds / self.n_computed
 
     def to_dict(self) -> dict:
         return {
@@ -133,5 +141,5 @@ def _from_features_file(path, names: Sequence[str]) -> tuple[FeatureTable, dict[
     missing = [n for n in names if n not in spans]
     if missing:
         raise UsageError(f"{path} has features {'+'.join(spans)}, not {', '.join(missing)}")
-    timings = [ExtractorTiming(n, extractor_kind(n), None, len(table), 0, len(table)) for n in names]
+    timings = [ExtractorTiming(n, extractor_kind(n), None, len(table), 0, 0) for n in names]  # read, neither computed nor cached
     return table, spans, timings

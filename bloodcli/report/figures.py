@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from bloodcli.io.files import atomic_write
+from bloodcli.report.verdict import format_ms
 
 
 def pyplot():
@@ -59,46 +60,55 @@ def figure_base64(figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+KIND_COLOURS = {"classical": "#4c78a8", "deep": "#f58518", "fused": "#54a24b"}
+
+
 def metric_bar_figure(results: list[dict], metric: str):
-    """Bars of the mean ``metric`` per configuration with ± std error bars, best bar highlighted."""
+    """Horizontal bars of the mean ``metric`` per configuration (± std), from 0, with each one's extraction cost.
+
+    The axis starts at 0 so bar lengths compare honestly; the best bar has a black edge; the legend
+    sits below the plot, never over a bar.
+    """
     plt = pyplot()
-    names = [f"{r['features']}\n{r['model']}" for r in results]
+    names = [f"{r['features']} + {r['model']}" for r in results]
     means = [r["metrics"][metric]["mean"] or 0.0 for r in results]
     stds = [r["metrics"][metric]["std"] or 0.0 for r in results]
-    colours = {"classical": "#4c78a8", "deep": "#f58518", "fused": "#54a24b"}
-    figure, axes = plt.subplots(figsize=(max(6.0, 0.75 * len(results) + 2), 4.2))
-    bars = axes.bar(range(len(results)), means, yerr=stds, capsize=3, color=[colours[r["kind"]] for r in results])
-    for bar, result in zip(bars, results):
+    height = 1.5 + 0.45 * len(results)
+    figure, axes = plt.subplots(figsize=(9.5, height))
+    positions = np.arange(len(results))
+    bars = axes.barh(positions, means, xerr=stds, capsize=3, height=0.65, color=[KIND_COLOURS[r["kind"]] for r in results])
+    for bar, result, mean, std in zip(bars, results, means, stds):
         if result.get("best"):
             bar.set_edgecolor("black")
             bar.set_linewidth(2)
-    axes.set_xticks(range(len(results)), names, rotation=60, ha="right", fontsize=7)
-    axes.set_ylabel(f"{metric.replace('_', ' ')} (mean ± std)")
-    low = min(m - s for m, s in zip(means, stds))
-    axes.set_ylim(max(0.0, low - 0.05), min(1.0, max(m + s for m, s in zip(means, stds)) + 0.03) if means else 1.0)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for k, c in colours.items() if any(r["kind"] == k for r in results)]
-    axes.legend(handles, [k for k in colours if any(r["kind"] == k for r in results)], fontsize=8, loc="lower right")
-    axes.set_title(f"{metric.replace('_', ' ')} per configuration (black edge: best)")
-    figure.tight_layout()
+        ms = result["timing"]["extract_ms_per_sample"]
+        cost = "cost unknown" if ms is None else f"{format_ms(ms)} ms/image"
+        axes.text(1.06, bar.get_y() + bar.get_height() / 2, f"{mean:.3f} · {cost}", va="center", fontsize=9.5)
+    axes.set_yticks(positions, names, fontsize=10)
+    axes.invert_yaxis()  # first configuration on top, as in the table
+    axes.set_xlim(0.0, 1.5)  # 0 to 1 for the scores, then a column of values and costs
+    axes.axvline(1.0, color="grey", lw=0.8)
+    axes.set_xticks(np.linspace(0, 1, 6))
+    axes.set_xlabel(f"{metric.replace('_', ' ')} (mean ± std)", fontsize=10)
+    axes.grid(axis="x", alpha=0.3)
+    kinds = [k for k in KIND_COLOURS if any(r["kind"] == k for r in results)]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=KIND_COLOURS[k]) for k in kinds]
+    figure.legend(handles, kinds, fontsize=9.5, ncol=len(kinds), loc="lower center", frameon=False)
+    axes.set_title(f"{metric.replace('_', ' ')} per configuration (black edge: best)", fontsize=11)
+    figure.tight_layout(rect=(0, 0.3 / height, 1, 1))  # the legend's strip at the bottom
     return figure
 
 
-def roc_figure(y_true, probabilities: np.ndarray, classes: list[str], title: str):
-    """One-vs-rest ROC curves, one per class, with each class's AUC in the legend."""
-    from sklearn.metrics import auc, roc_curve
-
+def roc_figure(curves: dict[str, dict], title: str):
+    """One-vs-rest ROC curves (:func:`~bloodcli.report.metrics.roc_curves`), each class's AUC in the legend."""
     plt = pyplot()
-    y_true = np.asarray(y_true, dtype=object)
     figure, axes = plt.subplots(figsize=(5.2, 4.6))
-    for i, label in enumerate(classes):
-        positive = y_true == label
-        if 0 < positive.sum() < len(y_true):
-            fpr, tpr, _ = roc_curve(positive, probabilities[:, i])
-            axes.plot(fpr, tpr, lw=1.5, label=f"{label} (AUC {auc(fpr, tpr):.3f})")
+    for label, curve in curves.items():
+        axes.plot(curve["fpr"], curve["tpr"], lw=1.5, label=f"{label} (AUC {curve['auc']:.3f})")
     axes.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
     axes.set_xlabel("false positive rate")
     axes.set_ylabel("true positive rate")
     axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=7, loc="lower right")
+    axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     return figure

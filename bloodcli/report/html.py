@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import html
+from datetime import datetime, timezone
 from pathlib import Path
 
+from bloodcli import __version__
+from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.io.files import atomic_write
 from bloodcli.report.figures import (
     confusion_matrix_figure,
@@ -12,6 +15,7 @@ from bloodcli.report.figures import (
     metric_bar_figure,
     roc_figure,
 )
+from bloodcli.report.metrics import roc_curves
 from bloodcli.report.tables import SUMMARY_ROWS, mean_std
 
 STYLE = """
@@ -51,22 +55,25 @@ def _cell(value, text: bool = False) -> str:
     return f'<td class="text">{html.escape(str(value))}</td>' if text else f"<td>{html.escape(str(value))}</td>"
 
 
-def _ms(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+def _ms(value, missing: str = "n/a") -> str:
+    return missing if value is None else f"{value:.2f}"
 
 
 def _results_table(data: dict) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in COMPARE_COLUMNS)
     rows = []
     for r in data["results"]:
-        cached = " (cache)" if r["timing"]["extract_cached"] else ""
+        timing = r["timing"]
         cells = [_cell(r["features"], True), _cell(r["kind"], True), _cell(r["model"], True)]
         cells += [_cell(mean_std(r["metrics"][key], " ± ")) for key, _ in COMPARE_COLUMNS]
-        cells += [_cell(_ms(r["timing"]["extract_ms_per_sample"]) + cached), _cell(_ms(r["timing"]["train_ms_per_sample"]))]
+        cells += [_cell(_ms(timing["extract_ms_per_sample"], "unknown")),
+                  _cell(f"{timing['extract_n_computed']} / {timing['extract_n_cached']}"), _cell(_ms(timing["train_ms_per_sample"]))]  # fmt: skip
         rows.append(f'<tr class="{"best" if r["best"] else ""}">{"".join(cells)}</tr>')
     return (
         '<table><tr><th class="text">features</th><th class="text">kind</th><th class="text">model</th>'
-        f"{head}<th>extract ms/sample</th><th>train ms/sample</th></tr>{''.join(rows)}</table>"
+        f"{head}<th>extract ms/image</th><th>images computed / from cache</th><th>train ms/row</th></tr>{''.join(rows)}</table>"
+        '<p class="meta">Extraction cost per image computed in this run, summed over the set\'s extractors; unknown when '
+        "every image came from the cache (--no-cache measures it). Training cost per training row, per fold.</p>"
     )
 
 
@@ -91,14 +98,19 @@ def _comparison_table(comparison: dict) -> str:
 
 def _extraction_table(extraction: dict) -> str:
     rows = "".join(
-        f"<tr>{_cell(name, True)}{_cell(t['kind'], True)}{_cell(_ms(t['ms_per_sample']))}{_cell(t['n_computed'])}{_cell(t['n_cached'])}</tr>"
+        f"<tr>{_cell(name, True)}{_cell(t['kind'], True)}{_cell(_ms(t['ms_per_sample'], _unknown_cost(t)))}"
+        f"{_cell(t['n_computed'])}{_cell(t['n_cached'])}</tr>"
         for name, t in extraction.items()
     )
     return (
-        '<table><tr><th class="text">extractor</th><th class="text">kind</th><th>ms/sample</th><th>computed</th>'
-        f"<th>from cache</th></tr>{rows}</table><p class=\"meta\">Each extractor is timed on its own (decoding included); "
-        "times of cached values are cache reads, not computation.</p>"
+        '<table><tr><th class="text">extractor</th><th class="text">kind</th><th>ms per computed image</th><th>computed</th>'
+        f"<th>from cache</th></tr>{rows}</table><p class=\"meta\">Each extractor is timed on its own (decoding included), "
+        "over the images it computed in this run; a cache read costs next to nothing and says nothing of the cost.</p>"
     )
+
+
+def _unknown_cost(timing: dict) -> str:
+    return "unknown (features file)" if timing["from_features_file"] else "unknown (all from cache)"
 
 
 def _config_figures(result, config, heading: str) -> str:
@@ -106,7 +118,7 @@ def _config_figures(result, config, heading: str) -> str:
     y_true = result.scored_labels()[evaluation.test_indices]
     pooled = "external test set" if result.test else f"pooled out-of-fold predictions, {result.repeats} repeat(s)"
     confusion = confusion_matrix_figure(evaluation.metrics, f"{config.label}")
-    roc = roc_figure(y_true, evaluation.probabilities, result.classes, f"ROC one-vs-rest: {config.label}")
+    roc = roc_figure(roc_curves(y_true, evaluation.probabilities, result.classes), f"ROC one-vs-rest: {config.label}")
     return (
         f"<h3>{html.escape(heading)}: {html.escape(config.label)}</h3><div class=\"figures\">"
         f"{_img(confusion, f'Confusion matrix ({pooled})')}{_img(roc, f'ROC curves ({pooled})')}</div>"
@@ -143,8 +155,11 @@ def comparison_html(result) -> str:
     return _page("bloodcli compare report", "\n".join(body))
 
 
-def evaluation_html(metrics: dict, title: str = "bloodcli evaluate") -> str:
-    """The report of a metrics dictionary (``bloodcli evaluate``) as one self-contained HTML page."""
+def evaluation_html(metrics: dict, title: str = "bloodcli evaluate", model: dict | None = None) -> str:
+    """The report of a metrics dictionary (``bloodcli evaluate``) as one self-contained HTML page.
+
+    ``model``: what the model records (:func:`bloodcli.api.model_info`), shown as its provenance.
+    """
     summary = "".join(
         f'<tr><th class="text">{html.escape(label)}</th>{_cell("n/a" if metrics.get(key) is None else f"{metrics[key]:.4f}")}</tr>'
         for key, label in SUMMARY_ROWS
@@ -163,9 +178,44 @@ def evaluation_html(metrics: dict, title: str = "bloodcli evaluate") -> str:
         f"<h2>Summary</h2><table>{summary}</table>",
         '<h2>Per class</h2><table><tr><th class="text">class</th><th>precision</th><th>recall</th><th>specificity</th>'
         f"<th>F1</th><th>support</th></tr>{per_class}</table>",
-        '<h2>Confusion matrix</h2><div class="figures">' + _img(confusion_matrix_figure(metrics), "Confusion matrix") + "</div>",
+        '<h2>Confusion matrix and ROC curves</h2><div class="figures">' + _img(confusion_matrix_figure(metrics), "Confusion matrix")
+        + (_img(roc_figure(metrics["roc_curves"], "ROC one-vs-rest"), "ROC curves, one class against the rest, from the "
+                "predicted probabilities") if metrics.get("roc_curves") else "") + "</div>",
     ]  # fmt: skip
+    if model is not None:
+        body += ["<h2>Model</h2>", _provenance_table(model)]
     return _page(title, "\n".join(body))
+
+
+def _provenance_table(model: dict) -> str:
+    """Which model was scored: file and checksum, classifier, features, training data, its metrics, versions, dates."""
+    provenance, metrics = model.get("provenance", {}), model.get("metrics")
+    counts = ", ".join(f"{label} {n}" for label, n in provenance.get("class_counts", {}).items())
+    augmentation = provenance.get("augmentation")
+    protocol = "none recorded (trained without --folds or --test-size)"
+    if metrics:
+        scores = ", ".join(f"{label.lower()} {metrics[key]:.4f}" for key, label in SUMMARY_ROWS[:2] if metrics.get(key) is not None)
+        protocol = f"{metrics.get('protocol', '')}: {scores}"
+    rows = [
+        ("model file", model["file"] or "not saved (trained in this run)"),
+        ("SHA-256", model["sha256"] or "n/a"),
+        ("classifier", f"{model['model']} (seed {provenance.get('seed', 'n/a')})"),
+        ("classes", ", ".join(model["classes"])),
+        ("features", "; ".join(_extractor_text(e) for e in model["features"]["extractors"])),
+        ("preprocessing", Preprocessing.from_dict(model["features"].get("preprocessing")).describe()),
+        ("training data", f"{provenance.get('training_source') or 'source not recorded'}: {provenance.get('n_samples', '?')} "
+                          f"samples ({counts})" + (f" + {augmentation['n_rows']} augmented copies" if augmentation else "")),
+        ("training protocol metrics", protocol),
+        ("trained with", f"bloodcli {provenance.get('versions', {}).get('bloodcli', 'n/a')}, "
+                         f"on {provenance.get('trained_at') or 'a date not recorded'}"),
+        ("this report", f"bloodcli {__version__}, {datetime.now(timezone.utc).isoformat(timespec='seconds')}"),
+    ]  # fmt: skip
+    return "<table>" + "".join(f'<tr><th class="text">{html.escape(k)}</th>{_cell(v, True)}</tr>' for k, v in rows) + "</table>"
+
+
+def _extractor_text(extractor: dict) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in extractor.get("params", {}).items() if v not in ("", None))
+    return f"{extractor['name']} v{extractor.get('version', '?')} ({params})"
 
 
 def write_html(path: str | Path, text: str) -> None:

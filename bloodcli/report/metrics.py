@@ -12,6 +12,7 @@ from sklearn.metrics import (
     confusion_matrix,
     precision_recall_fscore_support,
     roc_auc_score,
+    roc_curve,
 )
 
 SUMMARY_METRICS = (
@@ -39,6 +40,19 @@ def roc_auc_one_vs_rest(y_true: Sequence[str], probabilities: np.ndarray, labels
         return None
     scores = [roc_auc_score(y_true == labels[i], probabilities[:, i]) for i in present]
     return float(np.mean(scores))
+
+
+def roc_curves(y_true: Sequence[str], probabilities: np.ndarray, labels: Sequence[str]) -> dict[str, dict]:
+    """One-vs-rest ROC curve of each class that some samples have and some don't: corner points and AUC."""
+    y_true = np.asarray(y_true, dtype=object)
+    curves = {}
+    for i, label in enumerate(labels):
+        positive = y_true == label
+        if 0 < positive.sum() < len(y_true):
+            fpr, tpr, _ = roc_curve(positive, probabilities[:, i])
+            curves[label] = {"fpr": np.round(fpr, 4).tolist(), "tpr": np.round(tpr, 4).tolist(),
+                             "auc": float(roc_auc_score(positive, probabilities[:, i]))}  # fmt: skip
+    return curves
 
 
 def classification_metrics(

@@ -10,14 +10,17 @@ from bloodcli.report.html import comparison_html, evaluation_html, write_html
 from bloodcli.report.tables import comparison_csv, write_confusion_csv, write_json
 
 
-def write_evaluation_outputs(out_dir: str | Path, metrics: dict, title: str = "bloodcli evaluate") -> list[Path]:
-    """Write metrics.json, confusion_matrix.csv, confusion_matrix.png and report.html into ``out_dir``."""
+def write_evaluation_outputs(out_dir: str | Path, metrics: dict, title: str = "bloodcli evaluate", model: dict | None = None) -> list[Path]:
+    """Write metrics.json, confusion_matrix.csv, confusion_matrix.png and report.html into ``out_dir``.
+
+    ``model``: what the model records (:func:`bloodcli.api.model_info`), shown in the report as its provenance.
+    """
     out = Path(out_dir)
     paths = [out / "metrics.json", out / "confusion_matrix.csv", out / "confusion_matrix.png", out / "report.html"]
     write_json(paths[0], metrics)
     write_confusion_csv(paths[1], metrics)
     save_figure(confusion_matrix_figure(metrics), paths[2])
-    write_html(paths[3], evaluation_html(metrics, title))
+    write_html(paths[3], evaluation_html(metrics, title, model))
     return paths
 
 

@@ -116,8 +116,13 @@ def mean_std(entry: dict, separator: str = "±") -> str:
     return f"{entry['mean']:.3f}" + ("" if entry["std"] is None else f"{separator}{entry['std']:.3f}")
 
 
-def _ms(value, cached: bool = False) -> str:
-    return "n/a" if value is None else f"{value:.2f}" + ("*" if cached else "")
+def _ms(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _extract_ms(timing: dict) -> str:
+    """Extraction ms per image computed in the run; 'cached' when none was computed (cost unknown)."""
+    return "cached" if timing["extract_ms_per_sample"] is None and timing["extract_n_cached"] else _ms(timing["extract_ms_per_sample"])
 
 
 def comparison_table(data: dict) -> Table:
@@ -135,12 +140,13 @@ def comparison_table(data: dict) -> Table:
         table.add_row(
             "★" if row["best"] else "", row["features"], row["model"],
             *(mean_std(row["metrics"][key]) for key, _ in COMPARE_TABLE_METRICS),
-            _ms(timing["extract_ms_per_sample"], timing["extract_cached"]), _ms(timing["train_ms_per_sample"]),
+            _extract_ms(timing), _ms(timing["train_ms_per_sample"]),
             style="bold green" if row["best"] else None,
         )  # fmt: skip
     scores = "scores on the external test set" if data.get("test") else "mean±std over folds"
     table.caption = (f"{scores}; ★ best by {data['selection_metric'].replace('_', ' ')}; "
-                     "ms per sample (train: per training row); * features read from the cache")  # fmt: skip
+                     "extract: ms per image computed in this run, 'cached' when none was (cost unknown); "
+                     "train: ms per training row")  # fmt: skip
     return table
 
 
@@ -150,11 +156,12 @@ def comparison_csv(data: dict) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     metrics = [key for key, _ in COMPARE_TABLE_METRICS]
     writer.writerow(["features", "kind", "model", *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
-                     "extract_ms_per_sample", "extract_cached", "train_ms_per_sample", "best"])  # fmt: skip
+                     "extract_ms_per_sample", "extract_n_computed", "extract_n_cached", "train_ms_per_sample", "best"])  # fmt: skip
     for row in data["results"]:
         values = [row["metrics"][m][s] for m in metrics for s in ("mean", "std")]
         timing = row["timing"]
         writer.writerow([row["features"], row["kind"], row["model"], *("" if v is None else f"{v:.6f}" for v in values),
                          "" if timing["extract_ms_per_sample"] is None else f"{timing['extract_ms_per_sample']:.3f}",
-                         timing["extract_cached"], f"{timing['train_ms_per_sample']:.3f}", row["best"]])  # fmt: skip
+                         timing["extract_n_computed"], timing["extract_n_cached"], f"{timing['train_ms_per_sample']:.3f}",
+                         row["best"]])  # fmt: skip
     return buffer.getvalue()
