@@ -26,7 +26,7 @@ from bloodcli.errors import ImageReadError, UsageError
 from bloodcli.features import parse_feature_names, parse_feature_sets
 from bloodcli.imaging.augmentation import Augmentation
 from bloodcli.imaging.preprocessing import Preprocessing
-from bloodcli.io.datasets import Dataset, load_dataset, load_inputs
+from bloodcli.io.datasets import Dataset, Sample, load_dataset, load_inputs
 from bloodcli.io.images import decode_image, read_bytes
 from bloodcli.learn.classifiers import DEFAULT_COMPARE_MODELS, classifier_entry, parse_models
 from bloodcli.learn.compare import ComparisonResult, check_metric, compare_configs
@@ -41,6 +41,7 @@ from bloodcli.learn.validation import (
     fit_and_test,
     holdout_evaluate,
 )
+from bloodcli.pipeline import data_profile
 from bloodcli.pipeline import featurize as features
 from bloodcli.pipeline.options import ExecutionOptions
 from bloodcli.pipeline.parallel import compute_backend
@@ -111,6 +112,8 @@ class Predictions:
     probabilities: np.ndarray
     classes: list[str]
     failures: list[tuple[str, str]]
+    #: One line when the inputs look unlike the model's training images (:func:`input_warning`), else None.
+    warning: str | None = None
 
 
 def predict(model: TrainedModel, inputs: Sequence[str | Path], options: ExecutionOptions | None = None,
@@ -119,7 +122,18 @@ def predict(model: TrainedModel, inputs: Sequence[str | Path], options: Executio
     table = featurize_for_model(model, list(map(str, inputs)), options, labelled=False, weights=weights)
     probabilities = model.predict_proba(table.values)
     return Predictions([s.id for s in table.samples], most_likely(probabilities, model.classes), probabilities,
-                       model.classes, table.failures)  # fmt: skip
+                       model.classes, table.failures, input_warning(model, table.samples))  # fmt: skip
+
+
+def input_warning(model: TrainedModel, samples: Sequence[Sample]) -> str | None:
+    """One line when ``samples`` look unlike the model's training images (size, cell size, colour), else None.
+
+    Compares a profile of up to :data:`~bloodcli.pipeline.data_profile.PROFILE_IMAGES` inputs with the one the
+    model file records; models without a recorded profile give None.
+    """
+    if model.profile is None:
+        return None
+    return data_profile.input_warning(model.profile, data_profile.profile_samples(list(samples)))
 
 
 def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, str] | None = None) -> dict:
@@ -132,7 +146,9 @@ def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, s
     """
     source = table.samples[0].path.parent if table.samples else "dataset"
     test = ExternalTest.of(source, table, model.classes, model.training_keys, label_map)
-    return test.metrics(model.predict_proba(test.values))
+    metrics = test.metrics(model.predict_proba(test.values))
+    metrics["input_warning"] = input_warning(model, table.samples)
+    return metrics
 
 
 @dataclass
@@ -166,7 +182,9 @@ def train_and_test(train_source, test_source, plan: Plan | None = None, options:
     copies = f" + {len(table.augmented)} augmented copies" if table.augmented is not None else ""
     protocol = f"trained on {train_source} ({len(table)} samples{copies}); scored on the test set {test_source}"
     metrics = test.metrics(result.probabilities, protocol + augmentation_note(table))
-    return TrainTestRun(TrainedModel.of(table, estimator, plan.classifier, plan.seed), table, test_table, metrics)
+    trained = TrainedModel.of(table, estimator, plan.classifier, plan.seed)
+    metrics["input_warning"] = input_warning(trained, test_table.samples)
+    return TrainTestRun(trained, table, test_table, metrics)
 
 
 def write_mask_overlays(table: FeatureTable, out_dir: str | Path) -> int:
