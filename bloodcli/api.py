@@ -227,17 +227,23 @@ def compare(
 
 
 def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed", params=None, *, crops: bool = False,
-            voc_dir=None, mask_dir=None, options: ExecutionOptions | None = None):  # fmt: skip
+            voc_dir=None, mask_dir=None, labels=None, options: ExecutionOptions | None = None):  # fmt: skip
     """Segment smear images (files, folders, globs or a VOC folder) into cells, writing ``out_dir``.
 
+    With ``crops``, also writes the manifests of :mod:`bloodcli.segmentation.manifest` (``crops.csv``, and with
+    ``labels``, an ``image,label`` CSV, ``labelled_crops.csv``) that ``train`` reads with smears as groups.
     Returns the :class:`~bloodcli.segmentation.batch.SegmentRun` and the input files that could not be listed.
     """
     from bloodcli.segmentation.batch import segment_files
+    from bloodcli.segmentation.manifest import read_labels, write_manifests
 
     options = options or ExecutionOptions()
     for option, folder in (("--evaluate", voc_dir), ("--masks", mask_dir)):
         if folder is not None and not Path(folder).is_dir():
             raise UsageError(f"{option} {folder}: not a folder")
+    if labels is not None and not crops:
+        raise UsageError("--labels names crops: use it with --crops")
+    named = read_labels(labels) if labels is not None else None
     dataset = load_inputs(inputs, skip_errors=options.skip_errors)
     paths = list(dict.fromkeys(s.path for s in dataset.samples))  # a VOC folder lists an image once per box
     with compute_backend(options.scheduler) as client:
@@ -245,6 +251,8 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
                             jobs=options.workers, skip_errors=options.skip_errors, progress=options.progress,
                             executor=client)  # fmt: skip
     run.failures = list(dataset.problems) + run.failures
+    if crops:
+        run.labelled = write_manifests(out_dir, named, voc_dir)
     return run
 
 
