@@ -50,7 +50,7 @@ from bloodcli.pipeline.table import FeatureTable
 from bloodcli.pipeline.union import extract_union
 
 __all__ = [
-    "Augmentation", "ExecutionOptions", "Plan", "Preprocessing", "compare", "dataset_info", "evaluate", "featurize",
+    "Augmentation", "ExecutionOptions", "Plan", "Preprocessing", "analyze", "compare", "dataset_info", "evaluate", "featurize",
     "featurize_for_model", "predict", "segment", "train", "train_and_test",
 ]  # fmt: skip
 
@@ -300,3 +300,29 @@ def info(target: str | Path) -> dict:
             if handle.read(4) == b"PK\x03\x04":
                 return model_info(path)
     return dataset_info(target)
+
+
+def analyze(inputs: Sequence[str], model: TrainedModel, out_dir: str | Path, method: str = "watershed", params=None, *,
+            min_confidence: float = 0.5, report: bool = True, weights: str | None = None,
+            options: ExecutionOptions | None = None):  # fmt: skip
+    """Segment smears, classify every white cell with ``model``, write counts and the differential per smear.
+
+    Writes ``smears.csv``, ``smears.json``, ``cells.csv`` and (``report``) ``report.html`` into ``out_dir``, with
+    the segmentation in ``out_dir/segmentation/`` and the white-cell crops in ``out_dir/crops/``; resumable
+    (see :mod:`bloodcli.analysis.smears`). Returns the :class:`~bloodcli.analysis.smears.Analysis`.
+    """
+    from bloodcli.analysis.outputs import write_outputs
+    from bloodcli.analysis.smears import analyze_smears, check_min_confidence
+    from bloodcli.segmentation.smear import check_method
+
+    options = options or ExecutionOptions()
+    check_method(method)
+    check_min_confidence(min_confidence)
+    dataset = load_inputs(inputs, skip_errors=options.skip_errors)
+    paths = list(dict.fromkeys(s.path for s in dataset.samples))
+    with compute_backend(options.scheduler) as client:
+        analysis = analyze_smears(paths, model, out_dir, method, params, min_confidence=min_confidence, options=options,
+                                  executor=client, weights=weights)  # fmt: skip
+    analysis.failures = list(dataset.problems) + analysis.failures
+    write_outputs(analysis, report)
+    return analysis
