@@ -26,7 +26,7 @@ PBC_CLASSES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil")
 
 def excess(training: dict, inputs: dict) -> dict:
     """Per quantity: how far the input median is outside the training range, with zero tolerance."""
-    data_profile.SIZE_TOLERANCE, data_profile.COLOUR_TOLERANCE = 1.0, 1e-9
+    data_profile.SIZE_TOLERANCE, data_profile.COLOUR_TOLERANCE = 1.0, 1e-9  # report every excess, however small
     found = {d.quantity: d for d in data_profile.deviations(training, inputs)}
     out = {}
     for name, (_, kind) in QUANTITIES.items():

@@ -320,9 +320,8 @@ def analyze(inputs: Sequence[str], model: TrainedModel, out_dir: str | Path, met
     check_min_confidence(min_confidence)
     dataset = load_inputs(inputs, skip_errors=options.skip_errors)
     paths = list(dict.fromkeys(s.path for s in dataset.samples))
-    with compute_backend(options.scheduler) as client:
-        analysis = analyze_smears(paths, model, out_dir, method, params, min_confidence=min_confidence, options=options,
-                                  executor=client, weights=weights)  # fmt: skip
+    analysis = analyze_smears(paths, model, out_dir, method, params, min_confidence=min_confidence, options=options,
+                              weights=weights)  # fmt: skip
     analysis.failures = list(dataset.problems) + analysis.failures
     write_outputs(analysis, report)
     return analysis

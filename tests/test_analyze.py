@@ -161,3 +161,16 @@ def test_review_report_renders_the_gallery_and_chart_in_a_headless_browser(model
     rgb = cv2.imread(str(png))[..., ::-1]
     gallery_red = ((rgb[..., 0] > 180) & (rgb[..., 1] < 60) & (rgb[..., 2] < 70)).sum()  # low-confidence frames drawn
     assert gallery_red > 200
+
+
+def test_a_run_on_dask_writes_the_local_tables(model_path, tmp_path):
+    from distributed import LocalCluster
+
+    smears = [str(p) for p in sorted(SMEARS.glob("*.jpg"))[:3]]
+    model = TrainedModel.load(model_path)
+    api.analyze(smears, model, tmp_path / "local", report=False, options=ExecutionOptions(jobs=1, cache_dir=tmp_path / "c1"))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        options = ExecutionOptions(scheduler=cluster.scheduler_address, cache_dir=tmp_path / "c2")
+        api.analyze(smears, model, tmp_path / "dask", report=False, options=options)
+    for name in OUTPUTS:
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name

@@ -28,6 +28,7 @@ from bloodcli.learn.model_file import TrainedModel
 from bloodcli.pipeline import data_profile
 from bloodcli.pipeline.featurize import featurize_like
 from bloodcli.pipeline.options import ExecutionOptions
+from bloodcli.pipeline.parallel import compute_backend
 from bloodcli.segmentation.batch import _unique_names, segment_files
 
 #: Default ``--min-confidence``: a white cell whose top class probability is below it is flagged for review.
@@ -83,14 +84,18 @@ def check_min_confidence(value: float) -> None:
 
 
 def analyze_smears(paths: list[Path], model: TrainedModel, out_dir: str | Path, method: str = "watershed", params=None, *,
-                   min_confidence: float = MIN_CONFIDENCE, options: ExecutionOptions | None = None, executor=None,
+                   min_confidence: float = MIN_CONFIDENCE, options: ExecutionOptions | None = None,
                    weights: str | None = None) -> Analysis:  # fmt: skip
-    """Counts and the white-cell differential of each smear image in ``paths`` (see the module docstring)."""
+    """Counts and the white-cell differential of each smear image in ``paths`` (see the module docstring).
+
+    With ``options.scheduler``, segmentation and feature extraction each run on Dask, one after the other.
+    """
     options = options or ExecutionOptions()
     check_min_confidence(min_confidence)
     out_dir = Path(out_dir)
-    run = segment_files(paths, out_dir / SEGMENTATION_DIR, method, params, jobs=options.workers, skip_errors=options.skip_errors,
-                        progress=options.progress, executor=executor)  # fmt: skip
+    with compute_backend(options.scheduler) as client:
+        run = segment_files(paths, out_dir / SEGMENTATION_DIR, method, params, jobs=options.workers,
+                            skip_errors=options.skip_errors, progress=options.progress, executor=client)  # fmt: skip
     frame = Framing.of(model.profile)
     names = dict(zip(map(str, paths), _unique_names(paths)))
     smears = [SmearResult(row["image"], names[row["image"]], {k: int(row[k]) for k in ("RBC", "WBC", "platelet")}, [])

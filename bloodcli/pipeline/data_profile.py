@@ -82,7 +82,7 @@ def _read(sample: Sample) -> np.ndarray | None:
 
 @dataclass(frozen=True)
 class Deviation:
-    """One quantity whose input median lies outside the training range."""
+    """One quantity whose input median lies far outside the training 5-95 % range (``low`` to ``high``)."""
 
     quantity: str
     value: float
@@ -104,11 +104,9 @@ def deviations(training: dict | None, inputs: dict | None) -> list[Deviation]:
         low, _, high = training[name]
         value = inputs[name][1]
         if kind == "size":
-            low, high = low / SIZE_TOLERANCE, high * SIZE_TOLERANCE
-            excess = max(low / value if value > 0 else np.inf, value / high if high > 0 else np.inf)
+            excess = max(low / SIZE_TOLERANCE / value if value > 0 else np.inf, value / (high * SIZE_TOLERANCE) if high > 0 else np.inf)
         else:
-            low, high = low - COLOUR_TOLERANCE, high + COLOUR_TOLERANCE
-            excess = 1.0 + max(low - value, value - high) / COLOUR_TOLERANCE
+            excess = 1.0 + max(low - COLOUR_TOLERANCE - value, value - high - COLOUR_TOLERANCE) / COLOUR_TOLERANCE
         if excess > 1.0:
             found.append((excess, Deviation(name, value, low, high)))
     return [d for _, d in sorted(found, key=lambda item: -item[0])]
