@@ -27,7 +27,7 @@ from bloodcli.errors import ImageReadError, UsageError
 from bloodcli.features import parse_feature_names, parse_feature_sets
 from bloodcli.imaging.augmentation import Augmentation
 from bloodcli.imaging.preprocessing import Preprocessing
-from bloodcli.io.datasets import Dataset, load_dataset, load_inputs
+from bloodcli.io.datasets import Dataset, Sample, load_dataset, load_inputs
 from bloodcli.io.images import decode_image, read_bytes
 from bloodcli.learn.classifiers import DEFAULT_COMPARE_MODELS, classifier_entry, parse_models
 from bloodcli.learn.compare import ComparisonResult, check_metric, compare_configs
@@ -43,6 +43,7 @@ from bloodcli.learn.validation import (
     fit_and_test,
     holdout_evaluate,
 )
+from bloodcli.pipeline import data_profile
 from bloodcli.pipeline import featurize as features
 from bloodcli.pipeline.options import ExecutionOptions
 from bloodcli.pipeline.parallel import compute_backend
@@ -51,7 +52,7 @@ from bloodcli.pipeline.table import FeatureTable
 from bloodcli.pipeline.union import extract_union
 
 __all__ = [
-    "Augmentation", "ExecutionOptions", "Plan", "Preprocessing", "compare", "dataset_info", "evaluate", "featurize",
+    "Augmentation", "ExecutionOptions", "Plan", "Preprocessing", "analyze", "compare", "dataset_info", "evaluate", "featurize",
     "featurize_for_model", "predict", "segment", "train", "train_and_test",
 ]  # fmt: skip
 
@@ -130,6 +131,8 @@ class Predictions:
     probabilities: np.ndarray
     classes: list[str]
     failures: list[tuple[str, str]]
+    #: One line when the inputs look unlike the model's training images (:func:`input_warning`), else None.
+    warning: str | None = None
 
 
 def predict(model: TrainedModel, inputs: Sequence[str | Path], options: ExecutionOptions | None = None,
@@ -138,7 +141,18 @@ def predict(model: TrainedModel, inputs: Sequence[str | Path], options: Executio
     table = featurize_for_model(model, list(map(str, inputs)), options, labelled=False, weights=weights)
     probabilities = model.predict_proba(table.values)
     return Predictions([s.id for s in table.samples], most_likely(probabilities, model.classes), probabilities,
-                       model.classes, table.failures)  # fmt: skip
+                       model.classes, table.failures, input_warning(model, table.samples))  # fmt: skip
+
+
+def input_warning(model: TrainedModel, samples: Sequence[Sample]) -> str | None:
+    """One line when ``samples`` look unlike the model's training images (size, cell size, colour), else None.
+
+    Compares a profile of up to :data:`~bloodcli.pipeline.data_profile.PROFILE_IMAGES` inputs with the one the
+    model file records; models without a recorded profile give None.
+    """
+    if model.profile is None:
+        return None
+    return data_profile.input_warning(model.profile, data_profile.profile_samples(list(samples)))
 
 
 def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, str] | None = None) -> dict:
@@ -151,7 +165,9 @@ def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, s
     """
     source = table.samples[0].path.parent if table.samples else "dataset"
     test = ExternalTest.of(source, table, model.classes, model.training_keys, label_map)
-    return test.metrics(model.predict_proba(test.values))
+    metrics = test.metrics(model.predict_proba(test.values))
+    metrics["input_warning"] = input_warning(model, table.samples)
+    return metrics
 
 
 @dataclass
@@ -185,7 +201,9 @@ def train_and_test(train_source, test_source, plan: Plan | None = None, options:
     copies = f" + {len(table.augmented)} augmented copies" if table.augmented is not None else ""
     protocol = f"trained on {train_source} ({len(table)} samples{copies}); scored on the test set {test_source}"
     metrics = test.metrics(result.probabilities, protocol + augmentation_note(table))
-    return TrainTestRun(TrainedModel.of(table, estimator, plan.classifier, plan.seed), table, test_table, metrics)
+    trained = TrainedModel.of(table, estimator, plan.classifier, plan.seed)
+    metrics["input_warning"] = input_warning(trained, test_table.samples)
+    return TrainTestRun(trained, table, test_table, metrics)
 
 
 def write_mask_overlays(table: FeatureTable, out_dir: str | Path) -> int:
@@ -229,12 +247,15 @@ def compare(
 
 
 def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed", params=None, *, crops: bool = False,
-            voc_dir=None, mask_dir=None, options: ExecutionOptions | None = None):  # fmt: skip
+            voc_dir=None, mask_dir=None, labels=None, options: ExecutionOptions | None = None):  # fmt: skip
     """Segment smear images (files, folders, globs or a VOC folder) into cells, writing ``out_dir``.
 
+    With ``crops``, also writes the manifests of :mod:`bloodcli.segmentation.manifest` (``crops.csv``, and with
+    ``labels``, an ``image,label`` CSV, ``labelled_crops.csv``) that ``train`` reads with smears as groups.
     Returns the :class:`~bloodcli.segmentation.batch.SegmentRun` and the input files that could not be listed.
     """
     from bloodcli.segmentation.batch import segment_files
+    from bloodcli.segmentation.manifest import read_labels, write_manifests
 
     options = options or ExecutionOptions()
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
@@ -242,6 +263,9 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
     for option, folder in (("--evaluate", voc_dir), ("--masks", mask_dir)):
         if folder is not None and not Path(folder).is_dir():
             raise UsageError(f"{option} {folder}: not a folder")
+    if labels is not None and not crops:
+        raise UsageError("--labels names crops: use it with --crops")
+    named = read_labels(labels) if labels is not None else None
     # Absolute: worker processes outlive this call and keep the working directory they started in.
     out_dir, voc_dir, mask_dir = (None if p is None else Path(p).absolute() for p in (out_dir, voc_dir, mask_dir))
     dataset = load_inputs(inputs, skip_errors=options.skip_errors)
@@ -251,6 +275,8 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
                             jobs=options.workers, skip_errors=options.skip_errors, progress=options.progress,
                             executor=client)  # fmt: skip
     run.failures = list(dataset.problems) + run.failures
+    if crops:
+        run.labelled = write_manifests(out_dir, named, voc_dir)
     return run
 
 
@@ -301,3 +327,28 @@ def info(target: str | Path) -> dict:
             if handle.read(4) == b"PK\x03\x04":
                 return model_info(path)
     return dataset_info(target)
+
+
+def analyze(inputs: Sequence[str], model: TrainedModel, out_dir: str | Path, method: str = "watershed", params=None, *,
+            min_confidence: float = 0.5, report: bool = True, weights: str | None = None,
+            options: ExecutionOptions | None = None):  # fmt: skip
+    """Segment smears, classify every white cell with ``model``, write counts and the differential per smear.
+
+    Writes ``smears.csv``, ``smears.json``, ``cells.csv`` and (``report``) ``report.html`` into ``out_dir``, with
+    the segmentation in ``out_dir/segmentation/`` and the white-cell crops in ``out_dir/crops/``; resumable
+    (see :mod:`bloodcli.analysis.smears`). Returns the :class:`~bloodcli.analysis.smears.Analysis`.
+    """
+    from bloodcli.analysis.outputs import write_outputs
+    from bloodcli.analysis.smears import analyze_smears, check_min_confidence
+    from bloodcli.segmentation.smear import check_method
+
+    options = options or ExecutionOptions()
+    check_method(method)
+    check_min_confidence(min_confidence)
+    dataset = load_inputs(inputs, skip_errors=options.skip_errors)
+    paths = list(dict.fromkeys(s.path for s in dataset.samples))
+    analysis = analyze_smears(paths, model, out_dir, method, params, min_confidence=min_confidence, options=options,
+                              weights=weights)  # fmt: skip
+    analysis.failures = list(dataset.problems) + analysis.failures
+    write_outputs(analysis, report)
+    return analysis

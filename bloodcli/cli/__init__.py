@@ -4,10 +4,10 @@ Results go to stdout (tables on a terminal, one JSON object with ``--json``, CSV
 ``predict``); logs, warnings and progress bars go to stderr. Exit codes are listed in
 :mod:`bloodcli.errors`. One module per group of commands: :mod:`~bloodcli.cli.data` (info,
 features, extract, cache), :mod:`~bloodcli.cli.learn` (train, predict, evaluate, compare) and
-:mod:`~bloodcli.cli.segment`.
+:mod:`~bloodcli.cli.segment` and :mod:`~bloodcli.cli.analyze`.
 """
 
-from bloodcli.cli import data, learn, segment  # noqa: F401 - importing a command module registers its commands
+from bloodcli.cli import analyze, data, learn, segment  # noqa: F401 - importing a command module registers its commands
 from bloodcli.cli.app import app
 
 

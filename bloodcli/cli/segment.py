@@ -21,7 +21,11 @@ def segment(
     inputs: Annotated[list[str], typer.Argument(help="Smear images, folders, globs or a VOC folder.")],
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for label masks, overlays, objects.csv, counts.csv.")],
     method: Annotated[str, typer.Option("--method", help="hsv (connected components) or watershed (splits touching red cells).")] = "watershed",
-    crops: Annotated[bool, typer.Option("--crops", help="Also write each cell to OUT/crops/<class>/ (a dataset for extract/train).")] = False,
+    crops: Annotated[bool, typer.Option("--crops", help="Also write each cell to OUT/crops/<class>/ and the manifest OUT/crops.csv "
+                     "(path,label,group,box; group = source smear) that train, compare and evaluate read.")] = False,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="CSV image,label of white-cell subtypes: with --crops, "
+                      "OUT/labelled_crops.csv lists the white cells they name (the smear's only one, or by box overlap "
+                      "with the --evaluate VOC folder).")] = None,
     evaluate: Annotated[Optional[Path], typer.Option("--evaluate", help="VOC folder: score detection and counts against its boxes.")] = None,
     masks: Annotated[Optional[Path], typer.Option("--masks", help="Folder of white-cell masks (<stem>.png): score Dice/IoU.")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-P", help="Any segmentation setting NAME=VALUE, repeatable "
@@ -47,12 +51,20 @@ def segment(
     out = output()
     with out.progress("segmenting") as progress:
         options = ExecutionOptions(jobs=jobs, scheduler=scheduler, skip_errors=skip_errors, progress=progress)
-        run = api.segment(inputs, out_dir, method, params, crops=crops, voc_dir=evaluate, mask_dir=masks, options=options)
+        run = api.segment(inputs, out_dir, method, params, crops=crops, voc_dir=evaluate, mask_dir=masks, labels=labels,
+                          options=options)  # fmt: skip
     out.skipped(run.failures)
     totals = {name: sum(row[name] for row in run.counts) for name in ("RBC", "WBC", "platelet")}
+    labelled = run.labelled
+    if labelled is not None and labelled.unplaced:
+        out.warn(f"{len(labelled.unplaced)} labelled smear(s) left out of labelled_crops.csv, e.g. "
+                 f"{next(iter(labelled.unplaced))}: {next(iter(labelled.unplaced.values()))}")  # fmt: skip
     if json_output:
         print(to_json({"out_dir": str(out_dir), "method": method, "n_images": len(run.counts), "n_objects": run.n_objects,
-                       "n_resumed": run.n_resumed, "counts": totals, "metrics": run.metrics, "params": params.to_dict(),
+                       "n_resumed": run.n_resumed, "counts": totals,
+                       "n_labelled_crops": labelled.n_labelled if labelled else None,
+                       "unplaced_labels": [{"image": i, "reason": r} for i, r in labelled.unplaced.items()] if labelled else None,
+                       "metrics": run.metrics, "params": params.to_dict(),
                        "skipped": [{"path": p, "reason": r} for p, r in run.failures]}))  # fmt: skip
         return
     resumed = f" ({run.n_resumed} finished earlier, reused)" if run.n_resumed else ""

@@ -154,12 +154,21 @@ def _centre_and_radius(rgb: np.ndarray) -> tuple[tuple[int, int], float] | None:
 
 
 def _square(rgb: np.ndarray, cy: int, cx: int, half: int) -> np.ndarray:
-    """The square ``[cy - half, cy + half) x [cx - half, cx + half)``, mirrored beyond the edges."""
-    pad = max(0, half - cy, half - cx, cy + half - rgb.shape[0], cx + half - rgb.shape[1])
-    if pad:
+    return centred_window(rgb, cy, cx, half, half)
+
+
+def centred_window(rgb: np.ndarray, cy: int, cx: int, half_height: int, half_width: int, fill=None) -> np.ndarray:
+    """The window ``[cy - half_height, cy + half_height) x [cx - half_width, cx + half_width)``.
+
+    Beyond the image edges it is mirrored, or filled with the colour ``fill`` when given.
+    """
+    pad = max(0, half_height - cy, half_width - cx, cy + half_height - rgb.shape[0], cx + half_width - rgb.shape[1])
+    if pad and fill is not None:
+        rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=tuple(int(v) for v in fill))
+    elif pad:
         mirror = cv2.BORDER_REFLECT_101 if pad < min(rgb.shape[:2]) else cv2.BORDER_REPLICATE
         rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, mirror)
-    return np.ascontiguousarray(rgb[cy + pad - half : cy + pad + half, cx + pad - half : cx + pad + half])
+    return np.ascontiguousarray(rgb[cy + pad - half_height : cy + pad + half_height, cx + pad - half_width : cx + pad + half_width])
 
 
 def rescale_to_cell_diameter(rgb: np.ndarray, target: float, limits=(0.25, 4.0)) -> np.ndarray:

@@ -26,6 +26,7 @@ from bloodcli.errors import ModelFileError, UsageError
 from bloodcli.io.files import atomic_write
 from bloodcli.learn.classifiers import fit_classifier, trusted_skops_types
 from bloodcli.learn.labels import most_likely
+from bloodcli.pipeline.data_profile import PROFILE_FORMAT, QUANTITIES, profile_samples
 from bloodcli.pipeline.plan import FeatureSettings
 from bloodcli.pipeline.table import FeatureTable
 
@@ -44,6 +45,8 @@ class TrainedModel:
     training_keys: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
     metrics: dict | None = None
+    #: What the training images looked like (:mod:`bloodcli.pipeline.data_profile`); None in older model files.
+    profile: dict | None = None
 
     @classmethod
     def of(cls, table: FeatureTable, estimator, model: str, seed: int) -> "TrainedModel":
@@ -61,6 +64,7 @@ class TrainedModel:
                 # Copies are training rows only: predict and evaluate never augment.
                 "augmentation": None if table.augmented is None else table.augmented.to_dict(),
             },
+            profile=profile_samples(table.samples),  # the fitted rows only: never a test image
         )  # fmt: skip
 
     def predict_proba(self, values: np.ndarray) -> np.ndarray:
@@ -97,6 +101,7 @@ class TrainedModel:
             "feature_names": self.feature_names,
             "provenance": self.provenance,
             "metrics": self.metrics,
+            "training_profile": self.profile,
         }
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -124,8 +129,19 @@ class TrainedModel:
         settings = FeatureSettings.from_dict(manifest["settings"])
         return cls(
             manifest["model"], estimator, list(manifest["classes"]), settings, list(manifest["feature_names"]),
-            keys, manifest.get("provenance", {}), manifest.get("metrics"),
+            keys, manifest.get("provenance", {}), manifest.get("metrics"), _profile(manifest.get("training_profile")),
         )  # fmt: skip
+
+
+def _profile(value) -> dict | None:
+    """A recorded training profile, or None when absent or of an unknown shape (it only feeds warnings)."""
+    if not isinstance(value, dict) or value.get("format") != PROFILE_FORMAT:
+        return None
+    for name in QUANTITIES:
+        entry = value.get(name)
+        if entry is not None and not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, (int, float)) for v in entry)):
+            return None
+    return value
 
 
 def _json_default(value):

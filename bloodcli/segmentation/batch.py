@@ -28,6 +28,7 @@ class SegmentRun:
     metrics: dict | None
     failures: list[tuple[str, str]]
     n_resumed: int = 0  # images whose finished outputs from an earlier, interrupted run were reused
+    labelled: object | None = None  # with --labels: the manifest's LabelledCrops (segmentation.manifest)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""From smear images to counts and a white-cell differential (``bloodcli analyze``): segment, crop, classify, report."""
