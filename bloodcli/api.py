@@ -33,6 +33,7 @@ from bloodcli.learn.classifiers import DEFAULT_COMPARE_MODELS, classifier_entry,
 from bloodcli.learn.compare import ComparisonResult, check_metric, compare_configs
 from bloodcli.learn.labels import most_likely
 from bloodcli.learn.model_file import TrainedModel, train_model
+from bloodcli.learn.models import AnyModel, check_no_weights, is_cnn, load_model
 from bloodcli.learn.splits import TrainingRows
 from bloodcli.learn.validation import (
     EvaluationResult,
@@ -53,7 +54,7 @@ from bloodcli.pipeline.union import extract_union
 
 __all__ = [
     "Augmentation", "ExecutionOptions", "Plan", "Preprocessing", "analyze", "compare", "dataset_info", "evaluate", "featurize",
-    "featurize_for_model", "predict", "segment", "train", "train_and_test",
+    "featurize_for_model", "load_model", "predict", "segment", "train", "train_and_test",
 ]  # fmt: skip
 
 
@@ -99,7 +100,8 @@ def train(table: FeatureTable, model: str = "svm", *, cv: int | None = None, tes
 
 def check_training(model: str, cv: int | None = None, test_size: float | None = None) -> None:
     """Refuse unusable training options before any image is read."""
-    classifier_entry(model)
+    if model.strip().lower() != CNN:
+        classifier_entry(model)
     if cv and test_size:
         raise UsageError("use either --folds or --test-size, not both")
     if cv is not None and cv < 2:
@@ -124,6 +126,54 @@ def training_data(source, models: str | Sequence[str] = "svm", *, folds: int | N
     return dataset
 
 
+CNN = "cnn"  # -m cnn: a fine-tuned network instead of a classifier on features (bloodcli.learn.cnn)
+
+
+def train_cnn(source, settings=None, preprocessing: Preprocessing = Preprocessing(), *, cv: int | None = None,
+              test_size: float | None = None, options: ExecutionOptions | None = None, on_epoch=None):  # fmt: skip
+    """Fine-tune a CNN (:class:`~bloodcli.learn.cnn.settings.CNNSettings`) on a labelled dataset's images.
+
+    Like :func:`train`: with ``cv`` or ``test_size`` held-out metrics come first, from networks fine-tuned on each
+    training part only. Returns the model (fitted on every image), the held-out result (or None) and the images.
+    """
+    from bloodcli.learn.cnn import workflows
+    from bloodcli.learn.cnn.settings import CNNSettings
+
+    options, settings = options or ExecutionOptions(), settings or CNNSettings()
+    check_training(CNN, cv, test_size)
+    workflows.check_cnn_inputs(source, preprocessing)
+    settings = workflows.prepare(settings, options)
+    data = workflows.load_training_images(source, settings, preprocessing, options)
+    check_class_sizes(data.labels, data.groups, [], cv, test_size)
+    model, result = workflows.train_cnn(data, settings, preprocessing, cv=cv, test_size=test_size, on_epoch=on_epoch)
+    return model, result, data
+
+
+def evaluate_cnn(model, source, options: ExecutionOptions | None = None, label_map: Mapping[str, str] | None = None) -> tuple[dict, object]:
+    """:func:`evaluate` of a fine-tuned CNN on a labelled dataset's images: metrics and the images scored."""
+    from bloodcli.learn.cnn.workflows import score_saved
+
+    metrics, data = score_saved(model, source, options or ExecutionOptions(), label_map)
+    metrics["input_warning"] = input_warning(model, data.samples)
+    return metrics, data
+
+
+def train_and_test_cnn(train_source, test_source, settings=None, preprocessing: Preprocessing = Preprocessing(),
+                       options: ExecutionOptions | None = None, *, label_map: Mapping[str, str] | None = None,
+                       on_epoch=None) -> "TrainTestRun":  # fmt: skip
+    """:func:`train_and_test` with a CNN fine-tuned on every image of ``train_source`` (nothing of the test set)."""
+    from bloodcli.learn.cnn import workflows
+    from bloodcli.learn.cnn.settings import CNNSettings
+
+    options = options or ExecutionOptions()
+    workflows.check_cnn_inputs(train_source, preprocessing)
+    settings = workflows.prepare(settings or CNNSettings(), options)
+    model, train, test, metrics = workflows.fit_and_score(train_source, test_source, settings, preprocessing, options,
+                                                          label_map, on_epoch)  # fmt: skip
+    metrics["input_warning"] = input_warning(model, test.samples)
+    return TrainTestRun(model, train, test, metrics)
+
+
 @dataclass
 class Predictions:
     paths: list[str]
@@ -135,16 +185,23 @@ class Predictions:
     warning: str | None = None
 
 
-def predict(model: TrainedModel, inputs: Sequence[str | Path], options: ExecutionOptions | None = None,
+def predict(model: AnyModel, inputs: Sequence[str | Path], options: ExecutionOptions | None = None,
             weights: str | None = None) -> Predictions:  # fmt: skip
     """Predict labels and class probabilities of images, folders, globs or a dataset."""
+    if is_cnn(model):
+        check_no_weights(weights)
+        data = model.load_images(load_inputs(list(map(str, inputs)), skip_errors=(options or ExecutionOptions()).skip_errors),
+                                 options or ExecutionOptions())  # fmt: skip
+        probabilities = model.predict_proba(data.images)
+        return Predictions([s.id for s in data.samples], most_likely(probabilities, model.classes), probabilities,
+                           model.classes, data.failures, input_warning(model, data.samples))  # fmt: skip
     table = featurize_for_model(model, list(map(str, inputs)), options, labelled=False, weights=weights)
     probabilities = model.predict_proba(table.values)
     return Predictions([s.id for s in table.samples], most_likely(probabilities, model.classes), probabilities,
                        model.classes, table.failures, input_warning(model, table.samples))  # fmt: skip
 
 
-def input_warning(model: TrainedModel, samples: Sequence[Sample]) -> str | None:
+def input_warning(model: AnyModel, samples: Sequence[Sample]) -> str | None:
     """One line when ``samples`` look unlike the model's training images (size, cell size, colour), else None.
 
     Compares a profile of up to :data:`~bloodcli.pipeline.data_profile.PROFILE_IMAGES` inputs with the one the
@@ -174,8 +231,8 @@ def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, s
 class TrainTestRun:
     """A model trained on one dataset and scored on another (:func:`train_and_test`)."""
 
-    model: TrainedModel
-    train: FeatureTable
+    model: AnyModel
+    train: FeatureTable  # an ImageSet for a CNN
     test: FeatureTable
     metrics: dict
 
@@ -309,12 +366,13 @@ def model_info(path: str | Path | None, trained: TrainedModel | None = None) -> 
     held-out metrics. ``trained``: the model of ``path`` already loaded, or a model never saved (``path`` None)."""
     from bloodcli.learn.model_file import MODEL_FORMAT
 
-    trained = trained or TrainedModel.load(path)
+    trained = trained or load_model(path)
+    inputs = ({"network": trained.settings.to_dict(), "preprocessing": trained.preprocessing.to_dict()} if is_cnn(trained)
+              else {"features": trained.settings.to_dict(), "n_features": len(trained.feature_names)})  # fmt: skip
     return {
         "file": None if path is None else Path(path).name,
         "sha256": None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest(),  # loading read it all too
-        "format": MODEL_FORMAT, "model": trained.name, "classes": trained.classes,
-        "features": trained.settings.to_dict(), "n_features": len(trained.feature_names),
+        "format": MODEL_FORMAT, "model": trained.name, "classes": trained.classes, **inputs,
         "provenance": trained.provenance, "metrics": trained.metrics,
     }  # fmt: skip
 

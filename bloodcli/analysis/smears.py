@@ -24,7 +24,7 @@ from bloodcli.analysis.framing import Framing
 from bloodcli.errors import ImageReadError, UsageError
 from bloodcli.io.datasets import Dataset, Sample
 from bloodcli.io.images import read_image, write_image
-from bloodcli.learn.model_file import TrainedModel
+from bloodcli.learn.models import AnyModel, check_no_weights, is_cnn
 from bloodcli.pipeline import data_profile
 from bloodcli.pipeline.featurize import featurize_like
 from bloodcli.pipeline.options import ExecutionOptions
@@ -83,7 +83,17 @@ def check_min_confidence(value: float) -> None:
         raise UsageError(f"--min-confidence must be between 0 and 1, got {value}")
 
 
-def analyze_smears(paths: list[Path], model: TrainedModel, out_dir: str | Path, method: str = "watershed", params=None, *,
+def _classify(model: AnyModel, dataset: Dataset, options: ExecutionOptions, weights: str | None):
+    """Class probabilities of the crops of ``dataset``, the samples they are of, and the crops skipped."""
+    if is_cnn(model):
+        check_no_weights(weights)
+        data = model.load_images(dataset, options)
+        return model.predict_proba(data.images), data.samples, data.failures
+    table = featurize_like(model.settings, dataset, options, labelled=False, weights=weights)
+    return model.predict_proba(table.values), table.samples, table.failures
+
+
+def analyze_smears(paths: list[Path], model: AnyModel, out_dir: str | Path, method: str = "watershed", params=None, *,
                    min_confidence: float = MIN_CONFIDENCE, options: ExecutionOptions | None = None,
                    weights: str | None = None) -> Analysis:  # fmt: skip
     """Counts and the white-cell differential of each smear image in ``paths`` (see the module docstring).
@@ -105,15 +115,14 @@ def analyze_smears(paths: list[Path], model: TrainedModel, out_dir: str | Path, 
     warning = None
     if cells:
         dataset = Dataset([Sample(out_dir / c.crop, group=c.name) for c in cells], str(out_dir / CROPS_DIR), "files")
-        table = featurize_like(model.settings, dataset, replace(options, progress=None), labelled=False, weights=weights)
-        probabilities = model.predict_proba(table.values)
-        by_path = {str(s.path): row for row, s in enumerate(table.samples)}
+        probabilities, scored, skipped = _classify(model, dataset, replace(options, progress=None), weights)
+        by_path = {str(s.path): row for row, s in enumerate(scored)}
         for cell in cells:
             row = by_path.get(str(out_dir / cell.crop))
             if row is not None:
                 cell.probabilities = [round(float(p), 6) for p in probabilities[row]]
                 cell.label = model.classes[int(np.argmax(probabilities[row]))]
-        failures += table.failures
+        failures += skipped
         if model.profile is not None:
             warning = data_profile.input_warning(model.profile, data_profile.profile_samples(dataset.samples), "the white-cell crops")
     return Analysis(out_dir, model.name, list(model.classes), min_confidence, frame, smears, failures, warning, run.n_resumed)

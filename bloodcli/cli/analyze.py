@@ -33,11 +33,10 @@ def analyze(
 ) -> None:
     """Segment smears, classify every white cell with a model, and count: red cells, platelets, white cells, differential."""
     from bloodcli.analysis.outputs import summary_line, to_dict
-    from bloodcli.learn.model_file import TrainedModel
     from bloodcli.segmentation.smear import SegmentationParams
 
     params = SegmentationParams.from_strings(param)
-    trained = TrainedModel.load(model)
+    trained = api.load_model(model)
     out = output()
     with out.progress("segmenting") as progress:
         options = ExecutionOptions(cache_dir=cache_dir, jobs=jobs, scheduler=scheduler, skip_errors=skip_errors, progress=progress)

@@ -24,7 +24,9 @@ from bloodcli.cli.options import (
     SeedOpt,
     WeightsOpt,
     augmentation,
+    cnn_settings,
     execution_options,
+    network_options,
     preprocessing_options,
 )  # fmt: skip
 from bloodcli.cli.output import output, report_table, to_json
@@ -42,6 +44,7 @@ FoldsOpt = Annotated[Optional[int], typer.Option("--folds", help="Report K-fold 
 @handle_errors
 @preprocessing_options
 @execution_options
+@network_options
 def train(
     dataset: Annotated[str, typer.Argument(help="Dataset (folder, CSV, VOC) or a features .npz file.")],
     output_path: OutputFileOpt = None,
@@ -56,9 +59,14 @@ def train(
     json_output: JsonOpt = False,
     preprocessing: Preprocessing = Preprocessing(),
     run: ExecutionOptions = ExecutionOptions(),
+    network: dict = {},  # noqa: B006 - replaced by network_options
 ) -> None:
-    """Train a classifier; with --folds or --test-size, print held-out metrics first."""
+    """Train a classifier (or, with -m cnn, fine-tune a network); with --folds or --test-size, print held-out metrics first."""
     api.check_training(model, folds, test_size)
+    settings = cnn_settings(model, network, weights=weights, augment=augment, batch_size=run.batch_size, seed=seed,
+                            feature_option=feature_option)  # fmt: skip
+    if settings is not None:
+        return _train_cnn(dataset, settings, output_path, folds, test_size, json_output, preprocessing, run)
     plan = Plan.build(features, feature_option, weights=weights, preprocessing=preprocessing, augmentation=augmentation(augment),
                       classifier=model, seed=seed)  # fmt: skip
     out = output()
@@ -68,14 +76,35 @@ def train(
     report_table(table)
     out.log(f"training {plan.classifier} on {len(table)} samples ({len(set(table.labels))} classes)")
     trained, _ = api.train(table, plan.classifier, cv=folds, test_size=test_size, seed=seed, options=run)
+    _report_training(trained, output_path, json_output, table.failures)
+
+
+def _train_cnn(dataset, settings, output_path, folds, test_size, json_output, preprocessing, run) -> None:
+    out = output()
+    out.log(f"fine-tuning {settings.describe()} on {dataset}")
+    with out.progress("reading images") as progress:
+        trained, _, data = api.train_cnn(dataset, settings, preprocessing, cv=folds, test_size=test_size,
+                                         options=replace(run, progress=progress), on_epoch=_epoch_lines())  # fmt: skip
+    out.skipped(data.failures)
+    _report_training(trained, output_path, json_output, data.failures)
+
+
+def _epoch_lines():
+    """A line per epoch (loss, validation accuracy) on a terminal; nothing in a pipeline."""
+    out = output()
+    return out.log if sys.stderr.isatty() and not out.quiet else None
+
+
+def _report_training(trained, output_path, json_output: bool, failures) -> None:
+    out = output()
     if output_path is not None:
         trained.save(output_path)
         out.log(f"wrote {output_path}")
     metrics = trained.metrics
     if json_output:
-        print(to_json({"model": str(output_path) if output_path else None, "metrics": metrics, "skipped": table.failures}))
+        print(to_json({"model": str(output_path) if output_path else None, "metrics": metrics, "skipped": failures}))
     elif metrics is not None:
-        _print_metrics(metrics, f"{plan.classifier} — {metrics['protocol']}")
+        _print_metrics(metrics, f"{trained.name} — {metrics['protocol']}")
     elif output_path is None:
         out.log("nothing to report: pass --folds K or --test-size F for held-out metrics, or -o to save the model")
 
@@ -92,10 +121,9 @@ def predict(
 ) -> None:
     """Predict classes: CSV with path,label,prob_<class>... ."""
     from bloodcli.io.files import atomic_write
-    from bloodcli.learn.model_file import TrainedModel
     from bloodcli.report.tables import predictions_csv
 
-    trained = TrainedModel.load(model)
+    trained = api.load_model(model)
     out = output()
     with out.progress("predicting") as progress:
         result = api.predict(trained, inputs, replace(run, progress=progress), weights=weights)
@@ -115,6 +143,7 @@ def predict(
 @handle_errors
 @preprocessing_options
 @execution_options
+@network_options
 def evaluate(
     source: Annotated[str, typer.Argument(metavar="MODEL|TRAIN_DATASET", help="Model file from 'bloodcli train'; with --test, a training dataset.")],
     dataset: Annotated[Optional[str], typer.Argument(metavar="DATASET", show_default=False, help="Labelled dataset (folder, CSV, VOC) or features .npz file to score MODEL on.")] = None,
@@ -130,6 +159,7 @@ def evaluate(
     json_output: JsonOpt = False,
     preprocessing: Preprocessing = Preprocessing(),
     run: ExecutionOptions = ExecutionOptions(),
+    network: dict = {},  # noqa: B006 - replaced by network_options
 ) -> None:
     """Score a model on a labelled dataset.
 
@@ -139,7 +169,7 @@ def evaluate(
     then score on DATASET, whose features are computed as the training set's.
     """
     training = {"--model": model, "--features": features, "--feature-option": feature_option, "--augment": augment,
-                "preprocessing options": preprocessing != Preprocessing()}  # fmt: skip
+                "preprocessing options": preprocessing != Preprocessing(), "--backbone/--epochs/--image-size": network}  # fmt: skip
     _check_evaluate_form(dataset, test, [name for name, value in training.items() if value])
     labels = parse_label_map(label_map)
     out = output()
@@ -147,12 +177,17 @@ def evaluate(
         options = replace(run, progress=progress)
         if test is None:
             metrics, title, model_info = _evaluate_saved(Path(source), dataset, options, labels, weights)
+        elif (settings := cnn_settings(model or DEFAULTS["model"], network, weights=weights, augment=augment,
+                                       batch_size=run.batch_size, seed=seed, feature_option=feature_option)) is not None:  # fmt: skip
+            outcome = api.train_and_test_cnn(source, test, settings, preprocessing, options, label_map=labels, on_epoch=_epoch_lines())
+            out.skipped(outcome.train.failures + outcome.test.failures)
         else:
             plan = Plan.build(features or DEFAULTS["features"], feature_option, weights=weights, preprocessing=preprocessing,
                               augmentation=augmentation(augment), classifier=model or DEFAULTS["model"], seed=seed)  # fmt: skip
             outcome = api.train_and_test(source, test, plan, options, label_map=labels)
             report_table(outcome.train)
             report_table(outcome.test)
+        if test is not None:
             metrics, title = outcome.metrics, f"{outcome.model.name} trained on {source}, scored on {test}"
             model_info = api.model_info(None, outcome.model)
     _report_evaluation(metrics, title, out_dir, json_output, model_info)
@@ -168,12 +203,16 @@ def _check_evaluate_form(dataset: str | None, test: str | None, training_options
 
 
 def _evaluate_saved(model: Path, dataset: str, options: ExecutionOptions, label_map: dict, weights) -> tuple[dict, str, dict]:
-    from bloodcli.learn.model_file import TrainedModel
-
-    trained = TrainedModel.load(model)
-    table = api.featurize_for_model(trained, dataset, options, weights=weights)
-    report_table(table)
-    return api.evaluate(trained, table, label_map), f"{model.name} on {dataset}", api.model_info(model, trained)
+    trained = api.load_model(model)
+    if api.is_cnn(trained):
+        api.check_no_weights(weights)
+        metrics, data = api.evaluate_cnn(trained, dataset, options, label_map)
+        output().skipped(data.failures)
+    else:
+        table = api.featurize_for_model(trained, dataset, options, weights=weights)
+        report_table(table)
+        metrics = api.evaluate(trained, table, label_map)
+    return metrics, f"{model.name} on {dataset}", api.model_info(model, trained)
 
 
 def _report_evaluation(metrics: dict, title: str, out_dir: Path | None, json_output: bool, model_info: dict) -> None:

@@ -22,7 +22,7 @@ from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.learn.classifiers import CLASSIFIERS, DEFAULT_CLASSIFIER
 from bloodcli.pipeline.options import ExecutionOptions
 
-MODEL_NAMES = ", ".join(CLASSIFIERS)
+MODEL_NAMES = ", ".join(CLASSIFIERS) + ", or cnn (a fine-tuned network, see --backbone)"
 
 FeaturesOpt = Annotated[str, typer.Option("--features", "-f", help="Extractors, comma-separated (see 'bloodcli features').")]
 FeatureOptionOpt = Annotated[
@@ -128,6 +128,41 @@ execution_options = option_group(
     scheduler=(SchedulerOpt, None),
     skip_errors=(SkipErrorsOpt, False),
 )  # fmt: skip
+
+
+def _network(backbone, epochs, image_size) -> dict:
+    """The fine-tuning options given (empty when none was): they apply only with -m cnn."""
+    given = {"backbone": backbone, "epochs": epochs, "image_size": image_size}
+    return {key: value.strip().lower() if isinstance(value, str) else value for key, value in given.items() if value is not None}
+
+
+#: --backbone, --epochs, --image-size as one dict argument named ``network`` (used with -m cnn).
+network_options = option_group(
+    "network", _network,
+    backbone=(Annotated[Optional[str], typer.Option("--backbone", help="With -m cnn: the ImageNet network to fine-tune, "
+              "mobilenetv2 (default), mobilenet, resnet50, efficientnetb0, vgg16 or vgg19 (its weights: --weights).")], None),
+    epochs=(Annotated[Optional[int], typer.Option("--epochs", help="With -m cnn: most fine-tuning epochs (default 12; "
+            "early stopping on a validation split of the training images may stop sooner).")], None),
+    image_size=(Annotated[Optional[int], typer.Option("--image-size", help="With -m cnn: network input in pixels "
+                "(default 128; 128-160 keeps a CPU usable, 224 is the ImageNet size).")], None),
+)  # fmt: skip
+
+
+def cnn_settings(model: str, network: dict, *, weights: str | None, augment: str | None, batch_size: int, seed: int,
+                 feature_option) -> object | None:  # fmt: skip
+    """The CNN settings of -m cnn (None for a classifier on features); options that do not apply are refused."""
+    from bloodcli.errors import UsageError
+
+    if model.strip().lower() != "cnn":
+        if network:
+            raise UsageError(f"--{', --'.join(k.replace('_', '-') for k in network)} only apply with -m cnn")
+        return None
+    if feature_option:
+        raise UsageError("-m cnn learns its own features: --feature-option does not apply")
+    from bloodcli.learn.cnn.settings import CNNSettings, cnn_augmentation
+
+    return CNNSettings(weights=weights or "imagenet", augmentation=cnn_augmentation(augment), batch_size=batch_size, seed=seed,
+                       **network)  # fmt: skip
 
 
 def augmentation(spec: str | None) -> Augmentation | None:

@@ -193,6 +193,11 @@ def use_device(device: str) -> None:
     _runtime["device"] = device
 
 
+def load_tensorflow():
+    """TensorFlow, imported once with its native start-up logs sent to the debug log and the device chosen and logged."""
+    return _configure_tensorflow()
+
+
 def _configure_tensorflow():
     """Import TensorFlow once, hide or check GPUs as requested, and log the device used."""
     if _runtime["configured"] is not None:
@@ -275,8 +280,9 @@ def native_stderr_to_debug():
                 logger.debug(line)
 
 
-def _build_model(extractor: DeepExtractor) -> tuple:
-    tf = _configure_tensorflow()
+def new_backbone(extractor: DeepExtractor):
+    """A fresh pooled Keras backbone (no top) with the extractor's weights, never cached: fine-tuning changes it."""
+    _configure_tensorflow()
     import keras
 
     backbone, params = extractor.backbone, extractor.params
@@ -284,9 +290,21 @@ def _build_model(extractor: DeepExtractor) -> tuple:
     kwargs = {"input_shape": (size, size, 3), "include_top": False, "pooling": "avg"}
     if backbone.has_alpha:
         kwargs["alpha"] = params["alpha"]
-    constructor = getattr(keras.applications, backbone.constructor)
-    model = _instantiate(extractor, constructor, kwargs, keras)
-    preprocess = getattr(keras.applications, backbone.module).preprocess_input
+    return _instantiate(extractor, getattr(keras.applications, backbone.constructor), kwargs, keras)
+
+
+def preprocess_function(name: str):
+    """The backbone's own ``preprocess_input`` (float RGB 0-255 in, what its ImageNet weights expect out)."""
+    import keras
+
+    return getattr(keras.applications, BACKBONES[name].module).preprocess_input
+
+
+def _build_model(extractor: DeepExtractor) -> tuple:
+    tf = _configure_tensorflow()
+    size = extractor.params["input_size"]
+    model = new_backbone(extractor)
+    preprocess = preprocess_function(extractor.name)
 
     # A fixed signature with a free batch dimension: one trace for every batch, the last included.
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])

@@ -8,6 +8,7 @@ XGBoost's own JSON format. Loading a model therefore never executes code from th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import platform
@@ -115,22 +116,34 @@ class TrainedModel:
     @classmethod
     def load(cls, path: str | Path) -> "TrainedModel":
         """Load a model file without executing code from it."""
-        try:
-            with zipfile.ZipFile(path) as archive:
-                manifest = json.loads(archive.read("manifest.json"))
-                if manifest.get("format") != MODEL_FORMAT:
-                    raise ModelFileError(f"{path}: unsupported model format {manifest.get('format')!r}")
-                estimator = _deserialise_estimator(archive, path)
-                keys = json.loads(archive.read("training_keys.json")) if "training_keys.json" in archive.namelist() else []
-        except FileNotFoundError:
-            raise ModelFileError(f"{path}: model file not found") from None
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError, OSError) as exc:
-            raise ModelFileError(f"{path}: not a bloodcli model or the file is damaged ({exc})") from None
+        with model_archive(path) as (archive, manifest):
+            return cls.from_archive(archive, manifest, path)
+
+    @classmethod
+    def from_archive(cls, archive: zipfile.ZipFile, manifest: dict, path) -> "TrainedModel":
+        """The model of an open model file (:func:`model_archive`)."""
+        estimator = _deserialise_estimator(archive, path)
+        keys = json.loads(archive.read("training_keys.json")) if "training_keys.json" in archive.namelist() else []
         settings = FeatureSettings.from_dict(manifest["settings"])
         return cls(
             manifest["model"], estimator, list(manifest["classes"]), settings, list(manifest["feature_names"]),
             keys, manifest.get("provenance", {}), manifest.get("metrics"), _profile(manifest.get("training_profile")),
         )  # fmt: skip
+
+
+@contextlib.contextmanager
+def model_archive(path: str | Path):
+    """``(archive, manifest)`` of a model file of this format; a damaged or foreign file is a :class:`ModelFileError`."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            manifest = json.loads(archive.read("manifest.json"))
+            if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
+                raise ModelFileError(f"{path}: unsupported model format {manifest.get('format') if isinstance(manifest, dict) else None!r}")
+            yield archive, manifest
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: model file not found") from None
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError, OSError) as exc:
+        raise ModelFileError(f"{path}: not a bloodcli model or the file is damaged ({exc})") from None
 
 
 def _profile(value) -> dict | None:

@@ -201,8 +201,8 @@ def _provenance_table(model: dict) -> str:
         ("SHA-256", model["sha256"] or "n/a"),
         ("classifier", f"{model['model']} (seed {provenance.get('seed', 'n/a')})"),
         ("classes", ", ".join(model["classes"])),
-        ("features", "; ".join(_extractor_text(e) for e in model["features"]["extractors"])),
-        ("preprocessing", Preprocessing.from_dict(model["features"].get("preprocessing")).describe()),
+        ("features", _inputs_text(model)),
+        ("preprocessing", Preprocessing.from_dict((model.get("features") or model).get("preprocessing")).describe()),
         ("training data", f"{provenance.get('training_source') or 'source not recorded'}: {provenance.get('n_samples', '?')} "
                           f"samples ({counts})" + (f" + {augmentation['n_rows']} augmented copies" if augmentation else "")),
         ("training protocol metrics", protocol),
@@ -211,6 +211,14 @@ def _provenance_table(model: dict) -> str:
         ("this report", f"bloodcli {__version__}, {datetime.now(timezone.utc).isoformat(timespec='seconds')}"),
     ]  # fmt: skip
     return "<table>" + "".join(f'<tr><th class="text">{html.escape(k)}</th>{_cell(v, True)}</tr>' for k, v in rows) + "</table>"
+
+
+def _inputs_text(model: dict) -> str:
+    """The feature extractors, or for a fine-tuned CNN its network (it learns its own features)."""
+    if "network" in model:
+        network = model["network"]
+        return f"fine-tuned {network['backbone']} (alpha {network['alpha']}, {network['image_size']} px): learnt from the images"
+    return "; ".join(_extractor_text(e) for e in model["features"]["extractors"])
 
 
 def _extractor_text(extractor: dict) -> str:
