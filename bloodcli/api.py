@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bloodcli.errors import ImageReadError, UsageError
-from bloodcli.features import parse_feature_names, parse_feature_sets
+from bloodcli.features import extractor_kind, parse_feature_names, parse_feature_sets
 from bloodcli.imaging.augmentation import Augmentation
 from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.io.datasets import Dataset, Sample, load_dataset, load_inputs
@@ -275,13 +275,14 @@ def compare(
     folds: int = 5, repeats: int = 3, seed: int = 0, tune: bool = False, metric: str = "balanced_accuracy",
     preprocessing: Preprocessing = Preprocessing(), feature_options=None, weights: str | None = None,
     augmentation: Augmentation | None = None, test=None, label_map: Mapping[str, str] | None = None,
-    options: ExecutionOptions | None = None,
+    options: ExecutionOptions | None = None, networks: Sequence = (), on_epoch=None,
 ) -> ComparisonResult:  # fmt: skip
     """Score every (feature set, model) pair on the same repeated, stratified, group-aware folds.
 
     With ``test``, fit every pair on all of ``source`` instead and score it once on ``test``, whose
     features use the training set's fitted references. ``source`` may be a features ``.npz``
-    file (no image work at all). See :mod:`bloodcli.learn.compare`.
+    file (no image work at all). See :mod:`bloodcli.learn.compare`. ``networks``: CNN settings to fine-tune on the same
+    folds, each also fused with every classical set (:mod:`bloodcli.learn.cnn.comparison`).
     """
     options = options or ExecutionOptions()
     sets, model_names = parse_feature_sets(feature_sets), parse_models(models)
@@ -291,6 +292,15 @@ def compare(
     if test is None and folds < 2:
         raise UsageError(f"cross-validation needs at least 2 folds, got {folds}")
     needed = parse_feature_names([n for s in sets for n in s])
+    if networks:  # checked, and their weights files found, before any image work
+        from bloodcli.learn.cnn.workflows import check_cnn_inputs, prepare
+
+        if test is not None:
+            raise UsageError("compare --cnn scores on cross-validation folds; to score a CNN on another dataset use "
+                             "'bloodcli evaluate TRAIN -m cnn --test OTHER'")  # fmt: skip
+        check_cnn_inputs(source, preprocessing)
+        networks = [prepare(n, options) for n in networks]
+        weights = weights if any(extractor_kind(n) == "deep" for n in needed) else None  # --weights was the networks'
     plan = Plan.build(needed, feature_options, weights=weights, preprocessing=preprocessing, augmentation=augmentation, seed=seed)
     data = training_data(source, model_names, folds=None if test is not None else folds, options=options)
     table, spans, timings = extract_union(data, plan, options)
@@ -299,8 +309,13 @@ def compare(
     if test is not None:
         test_table = features.featurize_like(table.settings, test, options)
         held_out = ExternalTest.of(test, test_table, sorted(set(table.labels)), table.content_keys, label_map)
-    return compare_configs(table, spans, timings, sets, model_names, folds=folds, repeats=repeats, seed=seed,
-                           jobs=options.workers, tune=tune, metric=metric, test=held_out, source=str(source))  # fmt: skip
+    result = compare_configs(table, spans, timings, sets, model_names, folds=folds, repeats=repeats, seed=seed,
+                             jobs=options.workers, tune=tune, metric=metric, test=held_out, source=str(source))  # fmt: skip
+    if networks:
+        from bloodcli.learn.cnn.comparison import add_networks
+
+        add_networks(result, table, spans, sets, model_names, networks, preprocessing, on_epoch)
+    return result
 
 
 def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed", params=None, *, crops: bool = False,

@@ -209,3 +209,38 @@ def test_on_the_fly_augmentation_is_seeded_and_off_means_unchanged():
     np.testing.assert_array_equal(first, again)
     assert first.shape == images.shape and not np.array_equal(first, images)
     assert not np.array_equal(first, augmentation_examples(images, CNN_AUGMENTATION, seed=1))
+
+
+def test_compare_scores_fine_tuned_and_fused_networks_on_the_same_folds(monkeypatch, tmp_path):
+    from bloodcli.learn.cnn import comparison
+
+    root = _tiny_dataset(tmp_path / "data", per_class=6)
+    seen = _recording_fits(monkeypatch, evaluation)
+    embedded = []
+
+    def fake_embedding(backbone, images, settings):  # stands in for the fold's fine-tuned backbone
+        embedded.append(len(images))
+        return images.reshape(len(images), -1)[:, :8].astype(np.float32)
+
+    monkeypatch.setattr(comparison, "embed", fake_embedding)
+    result = api.compare(root, ["glcm+shape+color"], "logreg", folds=3, repeats=1, networks=[CNNSettings(**TINY)])
+    data = result.to_dict()
+    rows = {(r["features"], r["model"]): r for r in data["results"]}
+    network = rows[("mobilenetv2 (fine-tuned)", "cnn")]
+    fused = rows[("glcm+shape+color+mobilenetv2 (fine-tuned)", "logreg")]
+    classical = rows[("glcm+shape+color", "logreg")]
+    assert network["kind"] == "fine-tuned" and fused["kind"] == "fused"
+    assert len(network["fold_scores"]["balanced_accuracy"]) == len(classical["fold_scores"]["balanced_accuracy"]) == 3
+    assert network["timing"]["network_seconds_per_epoch"] is not None
+    everything = {str(p) for p in root.rglob("*.jpg")}
+    for fitted, (train, test) in zip(seen, result.splits):  # the very folds of the classical pairs, training parts only
+        assert fitted == {str(result_sample.path) for result_sample in np.asarray(_samples(result), dtype=object)[train]}
+        assert not fitted & {str(s.path) for s in np.asarray(_samples(result), dtype=object)[test]}
+    assert len(seen) == 3 and all(n == len(everything) for n in embedded)
+    assert data["comparison"]["a"]["kind"] == "fine-tuned" and "s/epoch" in data["sentence"]
+
+
+def _samples(result):
+    from bloodcli.io.datasets import load_dataset
+
+    return load_dataset(result.source).samples

@@ -247,6 +247,7 @@ def _print_metrics(metrics: dict, title: str) -> None:
 @handle_errors
 @preprocessing_options
 @execution_options
+@network_options
 def compare(
     dataset: Annotated[str, typer.Argument(help="Dataset (folder, CSV, VOC) or a features .npz file.")],
     more_sets: Annotated[Optional[list[str]], typer.Argument(help="More feature sets (so '--features A B C' works unquoted).", show_default=False)] = None,
@@ -261,6 +262,9 @@ def compare(
     metric: Annotated[str, typer.Option("--metric", help="Metric that picks the best and is tested (balanced_accuracy, accuracy, f1_macro, ...).")] = "balanced_accuracy",
     tune: Annotated[bool, typer.Option("--tune", help="Tune hyper-parameters by inner CV on each training part (nested CV; slower).")] = False,
     test: Annotated[Optional[str], typer.Option("--test", help="Labelled test set: fit every configuration on all of DATASET and score it once here (no CV).")] = None,
+    cnn: Annotated[Optional[str], typer.Option("--cnn", help="Also fine-tune these backbones (comma-separated, e.g. mobilenetv2) "
+                   "on the same folds, each network's embedding also fused with every classical set (--epochs, --image-size; "
+                   "a network per fold and repeat: consider --repeats 1).")] = None,
     label_map: LabelMapOpt = None,
     augment: AugmentOpt = None,
     out_dir: OutDirOpt = None,
@@ -270,8 +274,9 @@ def compare(
     json_output: JsonOpt = False,
     preprocessing: Preprocessing = Preprocessing(),
     run: ExecutionOptions = ExecutionOptions(),
+    network: dict = {},  # noqa: B006 - replaced by network_options
 ) -> None:
-    """Compare feature sets (classical, deep, fused) across classifiers on the same repeated CV folds.
+    """Compare feature sets (classical, deep, fused) and fine-tuned CNNs (--cnn) across classifiers on the same repeated CV folds.
 
     With --test, every configuration is instead fitted on all of DATASET and scored once on the test set.
     Writes results.csv, results.json and report.html with --out-dir.
@@ -280,6 +285,7 @@ def compare(
     from bloodcli.report.tables import comparison_table
 
     sets = [spec for value in [*(features or []), *(more_sets or [])] for spec in value.split()] or [DEFAULTS["features"].replace(",", "+")]
+    networks = _networks(cnn, network, weights=weights, augment=augment, batch_size=run.batch_size, seed=seed)
     out = output()
     with out.progress("extracting") as progress:
         plan_text = f"fitted on {dataset}, scored on {test}" if test else f"{repeats}x{folds}-fold CV"
@@ -287,7 +293,8 @@ def compare(
         result = api.compare(
             dataset, sets, model, folds=folds, repeats=repeats, seed=seed, tune=tune, metric=metric, preprocessing=preprocessing,
             feature_options=feature_option, weights=weights, augmentation=augmentation(augment), test=test,
-            label_map=parse_label_map(label_map), options=replace(run, progress=progress),
+            label_map=parse_label_map(label_map), options=replace(run, progress=progress), networks=networks,
+            on_epoch=_epoch_lines(),
         )  # fmt: skip
     out.skipped(result.failures)
     _report_comparison_inputs(result)
@@ -300,6 +307,18 @@ def compare(
     else:
         out.print(comparison_table(data))
         out.print(data["sentence"])
+
+
+def _networks(cnn: str | None, network: dict, **settings) -> list:
+    """The CNN settings of ``compare --cnn A,B`` (none without it); --epochs and --image-size apply to each."""
+    if "backbone" in network:
+        raise UsageError("compare names its networks with --cnn BACKBONE[,BACKBONE...], not --backbone")
+    if cnn is None:
+        if network:
+            raise UsageError("--epochs and --image-size apply to the networks of --cnn")
+        return []
+    names = [name.strip().lower() for name in cnn.split(",") if name.strip()]
+    return [cnn_settings("cnn", {**network, "backbone": name}, feature_option=None, **settings) for name in names]
 
 
 def _report_comparison_inputs(result) -> None:

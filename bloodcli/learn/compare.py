@@ -50,6 +50,7 @@ class ConfigResult:
     extract_ms_per_sample: float | None  # per image computed in this run; None when none was
     extract_computed: int  # images whose features for this set were all computed in this run
     extract_cached: int  # images at least one extractor of the set read from the cache
+    training_cost: dict | None = None  # a fine-tuned network's: seconds per epoch and per image and epoch
 
     def scores(self, metric: str) -> np.ndarray:
         """Per-fold values of ``metric`` (NaN where undefined), in split order."""
@@ -77,6 +78,10 @@ class ConfigResult:
                 "extract_ms_per_sample": self.extract_ms_per_sample, "extract_n_computed": self.extract_computed,
                 "extract_n_cached": self.extract_cached,
                 "train_ms_per_sample": self.evaluation.fit_ms_per_row,
+                **({} if self.training_cost is None else {
+                    "network_seconds_per_epoch": self.training_cost["seconds_per_epoch"],
+                    "network_ms_per_image_epoch": 1000.0 * self.training_cost["seconds_per_image"],
+                    "network_epochs": self.training_cost["epochs"]}),
             },
         }  # fmt: skip
 
@@ -210,9 +215,13 @@ def compare_configs(
         timings, {}, list(table.failures) + (test.failures if test else []), splits, test, table.augmented,
         protocol_notes(table),
     )  # fmt: skip
-    ratio = float(np.mean([len(part[1]) / len(part[0]) for part in splits])) if splits else 0.0  # n_test / n_train
-    result.comparison = classical_vs_deep(result, ratio)
+    result.comparison = classical_vs_deep(result, test_train_ratio(splits))
     return result
+
+
+def test_train_ratio(splits) -> float:
+    """Mean n_test / n_train of the splits (the corrected t-test's correction); 0 without splits."""
+    return float(np.mean([len(part[1]) / len(part[0]) for part in splits])) if splits else 0.0
 
 
 def check_metric(metric: str) -> None:
@@ -241,9 +250,10 @@ def classical_vs_deep(result: ComparisonResult, test_train_ratio: float) -> dict
     if result.test is not None:
         return {"skipped": True, "note": "Scores come from one external test set (one score per configuration), "
                 "so the paired test across folds was not run."}  # fmt: skip
-    classical, deep = result.best("classical"), result.best("deep")
+    # With fine-tuned networks compared, the question is whether learning from the images beats hand-crafted features.
+    classical, deep = result.best("classical"), result.best("fine-tuned") or result.best("deep")
     if classical is None or deep is None:
-        absent = "classical-only" if classical is None else "deep-only"
+        absent = "classical-only" if classical is None else "deep-only or fine-tuned"
         return {"skipped": True, "note": f"No {absent} feature set was compared, so classical vs deep was not tested."}
     return dict(paired_comparison(deep, classical, result.metric, test_train_ratio), skipped=False)
 

@@ -60,7 +60,7 @@ def figure_base64(figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-KIND_COLOURS = {"classical": "#4c78a8", "deep": "#f58518", "fused": "#54a24b"}
+KIND_COLOURS = {"classical": "#4c78a8", "deep": "#f58518", "fused": "#54a24b", "fine-tuned": "#b279a2"}
 
 
 def metric_bar_figure(results: list[dict], metric: str):
@@ -82,7 +82,8 @@ def metric_bar_figure(results: list[dict], metric: str):
             bar.set_edgecolor("black")
             bar.set_linewidth(2)
         ms = result["timing"]["extract_ms_per_sample"]
-        cost = "cost unknown" if ms is None else f"{format_ms(ms)} ms/image"
+        epoch = result["timing"].get("network_seconds_per_epoch")
+        cost = f"training {epoch:.0f} s/epoch" if epoch is not None else "cost unknown" if ms is None else f"{format_ms(ms)} ms/image"
         axes.text(1.06, bar.get_y() + bar.get_height() / 2, f"{mean:.3f} · {cost}", va="center", fontsize=9.5)
     axes.set_yticks(positions, names, fontsize=10)
     axes.invert_yaxis()  # first configuration on top, as in the table

@@ -29,8 +29,15 @@ def verdict(data: dict) -> str:
 
 
 def cost_text(row: dict, data: dict) -> str:
-    """Feature extraction cost of a result row per image computed in the run: '15 ms/image', or why it is unknown."""
-    ms = row["timing"]["extract_ms_per_sample"]
+    """Feature extraction cost of a result row per image computed in the run: '15 ms/image', or why it is unknown.
+
+    A fine-tuned network's cost is its training: per image and epoch, and per epoch.
+    """
+    timing = row["timing"]
+    if timing.get("network_seconds_per_epoch") is not None:
+        return (f"training {format_ms(timing['network_ms_per_image_epoch'])} ms/image/epoch, "
+                f"{timing['network_seconds_per_epoch']:.0f} s/epoch")  # fmt: skip
+    ms = timing["extract_ms_per_sample"]
     if ms is not None:
         return f"{format_ms(ms)} ms/image"
     extraction = [data["extraction"][name] for name in row["features"].split("+")]

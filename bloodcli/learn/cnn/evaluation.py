@@ -28,27 +28,38 @@ def train_network(data: ImageSet, classes: list[str], settings: CNNSettings, on_
 
 
 def validate_network(data: ImageSet, splits: list[Split], settings: CNNSettings, protocol: str,
-                     on_epoch: EpochCallback | None = None) -> tuple[EvaluationResult, list[dict]]:  # fmt: skip
-    """Fit a network per split on its training part, score its test part: pooled result and each fit's cost."""
+                     on_epoch: EpochCallback | None = None, after_fit=None) -> tuple[EvaluationResult, list[dict]]:  # fmt: skip
+    """Fit a network per split on its training part, score its test part: pooled result and each fit's cost.
+
+    ``after_fit(number, fitted, train, test)``, when given, is called with each split's network (e.g. to fuse
+    its embedding with other features) before the next split is fitted.
+    """
     classes = sorted(set(data.labels))
-    labels, groups = data.labels, data.groups
-    fold_metrics, probabilities, costs = [], [], []
-    for number, (train, test) in enumerate(splits, 1):
+    groups = data.groups
+    probabilities, costs = [], []
+    for number, (train, test) in enumerate(splits):
         assert_groups_disjoint(groups, train, test)
         if on_epoch is not None and len(splits) > 1:
-            on_epoch(f"fold {number}/{len(splits)}: fine-tuning on {len(train)} images")
+            on_epoch(f"fold {number + 1}/{len(splits)}: fine-tuning on {len(train)} images")
         fitted = train_network(data.subset(train), classes, settings, on_epoch)
         start = time.perf_counter()
-        fold = predict_probabilities(fitted.model, data.images[test], settings)
+        probabilities.append(predict_probabilities(fitted.model, data.images[test], settings))
         costs.append({**fitted.cost(), "predict_seconds_per_image": (time.perf_counter() - start) / max(len(test), 1)})
-        fold_metrics.append(classification_metrics(labels[test], most_likely(fold, classes), classes, fold))
-        probabilities.append(fold)
+        if after_fit is not None:
+            after_fit(number, fitted, train, test)
+    fit_ms = float(np.mean([1000.0 * c["train_seconds"] / len(train) for c, (train, _) in zip(costs, splits)]))
+    return pooled_result(data.labels, splits, probabilities, classes, protocol, fit_ms), costs
+
+
+def pooled_result(labels: np.ndarray, splits: list[Split], probabilities: list[np.ndarray], classes: list[str], protocol: str,
+                  fit_ms: float = 0.0) -> EvaluationResult:  # fmt: skip
+    """Per-split and pooled metrics of each split's test-part ``probabilities``."""
+    fold_metrics = [classification_metrics(labels[test], most_likely(p, classes), classes, p) for p, (_, test) in zip(probabilities, splits)]
     test_indices = np.concatenate([test for _, test in splits])
     pooled = np.concatenate(probabilities)
     predictions = most_likely(pooled, classes)
     metrics = classification_metrics(labels[test_indices], predictions, classes, pooled)
-    fit_ms = float(np.mean([1000.0 * c["train_seconds"] / len(train) for c, (train, _) in zip(costs, splits)]))
-    return EvaluationResult(metrics, fold_metrics, predictions, pooled, test_indices, protocol, fit_ms), costs
+    return EvaluationResult(metrics, fold_metrics, predictions, pooled, test_indices, protocol, fit_ms)
 
 
 def cross_validate_network(data: ImageSet, settings: CNNSettings, folds: int = 5, seed: int = 0,
