@@ -198,6 +198,11 @@ def load_tensorflow():
     return _configure_tensorflow()
 
 
+def on_gpu() -> bool:
+    """Whether TensorFlow was set up on a GPU (False before it was set up)."""
+    return _runtime["configured"] == "gpu"
+
+
 def _configure_tensorflow():
     """Import TensorFlow once, hide or check GPUs as requested, and log the device used."""
     if _runtime["configured"] is not None:

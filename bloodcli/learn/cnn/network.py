@@ -14,7 +14,7 @@ import numpy as np
 
 from bloodcli.errors import ModelFileError
 from bloodcli.features import EXTRACTORS
-from bloodcli.features.deep import load_tensorflow, new_backbone, preprocess_function
+from bloodcli.features.deep import load_tensorflow, new_backbone, on_gpu, preprocess_function
 from bloodcli.learn.cnn.settings import CNNSettings
 
 HEAD_LAYER = "cnn_head"
@@ -45,6 +45,8 @@ def build_network(settings: CNNSettings, n_classes: int, pretrained: bool = True
     load_tensorflow()  # first: its native start-up logs go to the debug log
     import keras
 
+    # On a GPU, float16 compute with float32 variables (the stored tensors stay float32); the head stays float32.
+    keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu() else "float32")
     keras.utils.set_random_seed(settings.seed)
     backbone = new_backbone(_extractor(settings, False, None if pretrained else "none"))
     features = keras.layers.Dropout(settings.dropout, seed=settings.seed)(backbone.output)

@@ -40,9 +40,14 @@ def prepare(settings: CNNSettings, options: ExecutionOptions) -> CNNSettings:
     return resolve_weights(settings)
 
 
+def source_name(source) -> str:
+    """How a source is named in messages and protocols (a loaded dataset by where it came from)."""
+    return source.source if isinstance(source, Dataset) else str(source)
+
+
 def load_training_images(source, settings: CNNSettings, preprocessing: Preprocessing, options: ExecutionOptions) -> ImageSet:
     dataset = load_source(source, options)
-    Dataset(dataset.samples, str(source), "").require_classes(2)
+    Dataset(dataset.samples, source_name(source), "").require_classes(2)
     return ImageSet.load(dataset, settings.image_size, preprocessing, skip_errors=options.skip_errors, progress=options.progress)
 
 
@@ -78,8 +83,9 @@ def fit_and_score(train_source, test_source, settings: CNNSettings, preprocessin
     classes = sorted(set(data.labels))
     test_data = ImageSet.load(load_source(test_source, options), settings.image_size, preprocessing,
                               skip_errors=options.skip_errors, progress=options.progress)  # fmt: skip
-    test = ExternalTest.of(test_source, test_data, classes, data.keys, label_map)
+    test = ExternalTest.of(source_name(test_source), test_data, classes, data.keys, label_map)
     fitted = train_network(data, classes, settings, on_epoch)
     model = CNNModel.of(data, fitted, preprocessing)
-    protocol = f"trained on {train_source} ({len(data)} images, {settings.describe()}); scored on the test set {test_source}"
+    protocol = (f"trained on {source_name(train_source)} ({len(data)} images, {settings.describe()}); "
+                f"scored on the test set {source_name(test_source)}")  # fmt: skip
     return model, data, test_data, test.metrics(model.predict_proba(test.values), protocol)
