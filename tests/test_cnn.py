@@ -244,3 +244,14 @@ def _samples(result):
     from bloodcli.io.datasets import load_dataset
 
     return load_dataset(result.source).samples
+
+
+def test_analyze_classifies_white_cell_crops_with_a_cnn(trained):
+    from bloodcli.analysis.smears import _classify
+
+    model, root, _ = trained
+    crops = api.load_inputs([str(root / "lymphocyte")])
+    probabilities, samples, skipped = _classify(model, crops, api.ExecutionOptions(), None)
+    assert probabilities.shape == (4, 3) and [s.path for s in samples] == [s.path for s in crops.samples] and not skipped
+    with pytest.raises(UsageError, match="holds its own weights"):
+        _classify(model, crops, api.ExecutionOptions(), str(WEIGHTS))

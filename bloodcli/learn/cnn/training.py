@@ -49,11 +49,11 @@ class FittedNetwork:
 def fit_network(images: np.ndarray, targets: np.ndarray, n_classes: int, settings: CNNSettings, groups=None,
                 on_epoch: EpochCallback | None = None) -> FittedNetwork:  # fmt: skip
     """Train a network on ``images`` (uint8, (n, s, s, 3)) with integer ``targets`` in ``range(n_classes)``."""
-    import keras
-
     start = time.perf_counter()
     fit_rows, val_rows = validation_split(targets, groups, settings)
-    model, backbone = build_network(settings, n_classes)
+    model, backbone = build_network(settings, n_classes)  # first: it imports TensorFlow with its native logs caught
+    import keras
+
     fitted = FittedNetwork(model, backbone, settings, len(fit_rows))
     train = _stream(images[fit_rows], targets[fit_rows], settings, training=True)
     validation = None if val_rows is None else _stream(images[val_rows], targets[val_rows], settings, training=False)
