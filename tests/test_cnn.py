@@ -188,12 +188,15 @@ def test_cnn_options_are_checked_before_any_image_is_read(tmp_path):
         CNNSettings(backbone="alexnet")
     assert cnn_augmentation("hed=0.3").hed == 0.3 and cnn_augmentation("hed=0.3").blur == CNN_AUGMENTATION.blur
     assert not cnn_augmentation("copies=0").enabled
-    missing = tmp_path / "missing"
+    missing, features = tmp_path / "missing", tmp_path / "features.npz"
+    features.write_bytes(b"")
     for args, message in [
         (["train", str(missing), "-m", "svm", "--backbone", "resnet50"], "only apply with -m cnn"),
         (["train", str(missing), "-m", "cnn", "--backbone", "alexnet"], "unknown backbone"),
         (["train", str(missing), "-m", "cnn", "--image-size", "16"], "at least 32"),
         (["train", str(missing), "-m", "cnn", "--stain", "reinhard"], "HED augmentation"),
+        (["train", str(features), "-m", "cnn"], "trains on images"),
+        (["compare", str(missing), "--epochs", "3"], "networks of --cnn"),
     ]:
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
