@@ -133,6 +133,8 @@ class Predictions:
     failures: list[tuple[str, str]]
     #: One line when the inputs look unlike the model's training images (:func:`input_warning`), else None.
     warning: str | None = None
+    #: One line when many inputs are unlike every training class in feature space (:func:`novelty_warning`).
+    novelty: str | None = None
 
 
 def predict(model: TrainedModel, inputs: Sequence[str | Path], options: ExecutionOptions | None = None,
@@ -141,7 +143,13 @@ def predict(model: TrainedModel, inputs: Sequence[str | Path], options: Executio
     table = featurize_for_model(model, list(map(str, inputs)), options, labelled=False, weights=weights)
     probabilities = model.predict_proba(table.values)
     return Predictions([s.id for s in table.samples], most_likely(probabilities, model.classes), probabilities,
-                       model.classes, table.failures, input_warning(model, table.samples))  # fmt: skip
+                       model.classes, table.failures, input_warning(model, table.samples),
+                       novelty_warning(model, table.values))  # fmt: skip
+
+
+def novelty_warning(model: TrainedModel, values: np.ndarray) -> str | None:
+    """One line when many rows lie outside the model's training classes in feature space (:mod:`bloodcli.learn.novelty`)."""
+    return None if model.envelope is None else model.envelope.warning(values)
 
 
 def input_warning(model: TrainedModel, samples: Sequence[Sample]) -> str | None:
@@ -167,6 +175,7 @@ def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, s
     test = ExternalTest.of(source, table, model.classes, model.training_keys, label_map)
     metrics = test.metrics(model.predict_proba(test.values))
     metrics["input_warning"] = input_warning(model, table.samples)
+    metrics["novelty_warning"] = novelty_warning(model, table.values)
     return metrics
 
 

@@ -26,11 +26,14 @@ from bloodcli.errors import ModelFileError, UsageError
 from bloodcli.io.files import atomic_write
 from bloodcli.learn.classifiers import fit_classifier, trusted_skops_types
 from bloodcli.learn.labels import most_likely
+from bloodcli.learn.novelty import FeatureEnvelope
 from bloodcli.pipeline.data_profile import PROFILE_FORMAT, QUANTITIES, profile_samples
 from bloodcli.pipeline.plan import FeatureSettings
 from bloodcli.pipeline.table import FeatureTable
 
 MODEL_FORMAT = "bloodcli-model/1"
+#: Zip entry of the feature envelope (plain arrays in an ``.npz``).
+ENVELOPE_ENTRY = "feature_envelope.npz"
 
 
 @dataclass
@@ -47,6 +50,8 @@ class TrainedModel:
     metrics: dict | None = None
     #: What the training images looked like (:mod:`bloodcli.pipeline.data_profile`); None in older model files.
     profile: dict | None = None
+    #: Where the training rows lie in feature space (:mod:`bloodcli.learn.novelty`); None in older model files.
+    envelope: FeatureEnvelope | None = None
 
     @classmethod
     def of(cls, table: FeatureTable, estimator, model: str, seed: int) -> "TrainedModel":
@@ -65,6 +70,7 @@ class TrainedModel:
                 "augmentation": None if table.augmented is None else table.augmented.to_dict(),
             },
             profile=profile_samples(table.samples),  # the fitted rows only: never a test image
+            envelope=FeatureEnvelope.fit(table.values, labels, seed),
         )  # fmt: skip
 
     def predict_proba(self, values: np.ndarray) -> np.ndarray:
@@ -109,6 +115,8 @@ class TrainedModel:
             archive.writestr("training_keys.json", json.dumps(self.training_keys))
             name, payload = _serialise_estimator(self.estimator)
             archive.writestr(name, payload)
+            if self.envelope is not None:
+                archive.writestr(ENVELOPE_ENTRY, self.envelope.to_bytes())
         with atomic_write(path) as handle:
             handle.write(buffer.getvalue())
 
@@ -122,6 +130,7 @@ class TrainedModel:
                     raise ModelFileError(f"{path}: unsupported model format {manifest.get('format')!r}")
                 estimator = _deserialise_estimator(archive, path)
                 keys = json.loads(archive.read("training_keys.json")) if "training_keys.json" in archive.namelist() else []
+                envelope = _envelope(archive, manifest)
         except FileNotFoundError:
             raise ModelFileError(f"{path}: model file not found") from None
         except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError, OSError) as exc:
@@ -129,8 +138,18 @@ class TrainedModel:
         settings = FeatureSettings.from_dict(manifest["settings"])
         return cls(
             manifest["model"], estimator, list(manifest["classes"]), settings, list(manifest["feature_names"]),
-            keys, manifest.get("provenance", {}), manifest.get("metrics"), _profile(manifest.get("training_profile")),
+            keys, manifest.get("provenance", {}), manifest.get("metrics"), _profile(manifest.get("training_profile")), envelope,
         )  # fmt: skip
+
+
+def _envelope(archive: zipfile.ZipFile, manifest: dict) -> FeatureEnvelope | None:
+    """The recorded feature envelope (None in older model files); a damaged one is a damaged model file."""
+    if ENVELOPE_ENTRY not in archive.namelist():
+        return None
+    try:
+        return FeatureEnvelope.from_bytes(archive.read(ENVELOPE_ENTRY), len(manifest["feature_names"]), len(manifest["classes"]))
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{archive.filename}: {ENVELOPE_ENTRY} is damaged ({exc})") from None
 
 
 def _profile(value) -> dict | None:
