@@ -264,6 +264,7 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
     Returns the :class:`~bloodcli.segmentation.batch.SegmentRun` and the input files that could not be listed.
     """
     from bloodcli.segmentation.batch import segment_files
+    from bloodcli.segmentation.scoring import check_truth_found
     from bloodcli.segmentation.manifest import read_labels, write_manifests
 
     options = options or ExecutionOptions()
@@ -275,10 +276,11 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
     if labels is not None and not crops:
         raise UsageError("--labels names crops: use it with --crops")
     named = read_labels(labels) if labels is not None else None
-    # Absolute: worker processes outlive this call and keep the working directory they started in.
-    out_dir, voc_dir, mask_dir = (None if p is None else Path(p).absolute() for p in (out_dir, voc_dir, mask_dir))
     dataset = load_inputs(inputs, skip_errors=options.skip_errors)
     paths = list(dict.fromkeys(s.path for s in dataset.samples))  # a VOC folder lists an image once per box
+    check_truth_found(paths, voc_dir, mask_dir)
+    # Absolute: worker processes outlive this call and keep the working directory they started in.
+    out_dir, voc_dir, mask_dir = (None if p is None else Path(p).absolute() for p in (out_dir, voc_dir, mask_dir))
     with compute_backend(options.scheduler) as client:
         run = segment_files(paths, out_dir, method, params, crops=crops, voc_dir=voc_dir, mask_dir=mask_dir,
                             jobs=options.workers, skip_errors=options.skip_errors, progress=options.progress,

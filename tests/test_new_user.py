@@ -175,3 +175,13 @@ def test_out_of_range_settings_and_unknown_names_are_refused(tmp_path, monkeypat
     result = run(*args)
     assert result.exit_code == 2 and message in result.stderr, result.output
     assert not (tmp_path / "seg").exists()
+
+
+@pytest.mark.parametrize("option, folder, message", [
+    ("--evaluate", SAMPLE / "pbc", "no image has its truth there"),
+    ("--masks", SAMPLE / "pbc" / "platelet", "no image has its mask there"),
+])  # fmt: skip
+def test_a_truth_folder_that_matches_no_image_is_refused_before_segmenting(tmp_path, option, folder, message):
+    result = run("segment", SAMPLE / "chula" / "JPEGImages", "--out-dir", tmp_path / "seg", option, folder)
+    assert result.exit_code == 3 and f"{option} {folder}: {message}" in result.stderr, result.output
+    assert not (tmp_path / "seg").exists()
