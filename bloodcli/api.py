@@ -358,6 +358,7 @@ def analyze(inputs: Sequence[str], model: TrainedModel, out_dir: str | Path, met
     check_min_confidence(min_confidence)
     dataset = load_inputs(inputs, skip_errors=options.skip_errors)
     paths = list(dict.fromkeys(s.path for s in dataset.samples))
+    out_dir = Path(out_dir).absolute()  # worker processes keep the working directory they started in
     analysis = analyze_smears(paths, model, out_dir, method, params, min_confidence=min_confidence, options=options,
                               weights=weights)  # fmt: skip
     analysis.failures = list(dataset.problems) + analysis.failures

@@ -70,8 +70,17 @@ def test_a_damaged_envelope_is_a_damaged_model_file(three_class_model, tmp_path)
             data = source.read(item)
             if item.filename == ENVELOPE_ENTRY:
                 envelope = FeatureEnvelope.from_bytes(data, 192, 3)
-                data = FeatureEnvelope(envelope.center[:5], envelope.scale, envelope.centroids, envelope.limit).to_bytes()
+                data = FeatureEnvelope(envelope.center[:5], envelope.scale, envelope.centroids, envelope.limit, 30).to_bytes()
             target.writestr(item, data)
     with pytest.raises(ModelFileError, match="feature_envelope.npz is damaged"):
         TrainedModel.load(damaged)
     assert run("predict", damaged, SAMPLE / "pbc" / "platelet").exit_code == 4
+
+
+def test_a_limit_from_few_training_rows_expects_more_crossings():
+    rng = np.random.default_rng(1)
+    envelope = FeatureEnvelope.fit(rng.normal(0, 1, (12, 5)), np.repeat(["a", "b"], 6))
+    assert envelope.expected_share == 1 / 13  # a new row beats the largest of 12 held-out distances that often
+    values = rng.normal(0, 1, (10, 5))
+    values[:3] = envelope.center + 0.9 * envelope.limit * 5 * envelope.scale  # 3 of 10 just outside
+    assert envelope.outside(values)[:3].all() and envelope.warning(values) is None

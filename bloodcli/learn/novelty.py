@@ -37,6 +37,12 @@ class FeatureEnvelope:
     scale: np.ndarray  # (d,) feature standard deviations (1 where constant)
     centroids: np.ndarray  # (k, d) class means, standardised
     limit: float
+    n_rows: int  # training rows the limit was estimated from
+
+    @property
+    def expected_share(self) -> float:
+        """Share of known-class cells expected outside: 1 % or, with few rows, 1/(n+1) (a new row beats the largest of n)."""
+        return max(1 - HELD_OUT_QUANTILE, 1 / (self.n_rows + 1))
 
     @classmethod
     def fit(cls, values: np.ndarray, labels, seed: int = 0) -> "FeatureEnvelope":
@@ -50,7 +56,7 @@ class FeatureEnvelope:
         held_out = [_nearest_distance(standard[folds == f], _centroids(standard[folds != f], labels[folds != f]))
                     for f in range(ENVELOPE_FOLDS) if (folds == f).any() and (folds != f).any()]  # fmt: skip
         limit = float(np.quantile(np.concatenate(held_out), HELD_OUT_QUANTILE)) if held_out else np.inf
-        return cls(center, scale, _centroids(standard, labels), limit)
+        return cls(center, scale, _centroids(standard, labels), limit, len(values))
 
     def distances(self, values: np.ndarray) -> np.ndarray:
         """Each row's root-mean-square standardised distance to the nearest class centroid."""
@@ -66,7 +72,7 @@ class FeatureEnvelope:
         from scipy.stats import binom
 
         count = int(self.outside(values).sum())
-        if count == 0 or binom.sf(count - 1, len(values), 1 - HELD_OUT_QUANTILE) >= WARN_P_VALUE:
+        if count == 0 or binom.sf(count - 1, len(values), self.expected_share) >= WARN_P_VALUE:
             return None
         return (f"{count} of {len(values)} inputs lie farther from every training class than "
                 f"{HELD_OUT_QUANTILE:.0%} of held-out training cells (a class the model never saw, or another "
@@ -75,21 +81,23 @@ class FeatureEnvelope:
     def to_bytes(self) -> bytes:
         """An ``.npz`` archive of plain arrays (read back without unpickling)."""
         buffer = io.BytesIO()
-        np.savez(buffer, center=self.center, scale=self.scale, centroids=self.centroids, limit=np.array(self.limit))
+        np.savez(buffer, center=self.center, scale=self.scale, centroids=self.centroids, limit=np.array(self.limit),
+                 n_rows=np.array(float(self.n_rows)))  # fmt: skip
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes, n_features: int, n_classes: int) -> "FeatureEnvelope":
         """Read :meth:`to_bytes` output, checking every array's shape and type; ValueError when it does not fit."""
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            arrays = {name: np.asarray(archive[name]) for name in ("center", "scale", "centroids", "limit")}
-        expected = {"center": (n_features,), "scale": (n_features,), "centroids": (n_classes, n_features), "limit": ()}
+            arrays = {name: np.asarray(archive[name]) for name in ("center", "scale", "centroids", "limit", "n_rows")}
+        expected = {"center": (n_features,), "scale": (n_features,), "centroids": (n_classes, n_features), "limit": (),
+                    "n_rows": ()}  # fmt: skip
         for name, shape in expected.items():
             if arrays[name].shape != shape or arrays[name].dtype.kind != "f":
                 raise ValueError(f"feature envelope: {name} has shape {arrays[name].shape}, expected {shape}")
-        if not (arrays["scale"] > 0).all():
-            raise ValueError("feature envelope: scales must be positive")
-        return cls(arrays["center"], arrays["scale"], arrays["centroids"], float(arrays["limit"]))
+        if not (arrays["scale"] > 0).all() or not arrays["n_rows"] >= 1:
+            raise ValueError("feature envelope: scales and the row count must be positive")
+        return cls(arrays["center"], arrays["scale"], arrays["centroids"], float(arrays["limit"]), int(arrays["n_rows"]))
 
 
 def _centroids(standard: np.ndarray, labels: np.ndarray) -> np.ndarray:
