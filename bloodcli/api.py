@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,24 +30,21 @@ from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.io.datasets import Dataset, load_dataset, load_inputs
 from bloodcli.io.images import decode_image, read_bytes
 from bloodcli.learn.classifiers import DEFAULT_COMPARE_MODELS, classifier_entry, parse_models
-from bloodcli.learn.compare import ComparisonResult, check_metric, compare_configs
 from bloodcli.learn.labels import most_likely
-from bloodcli.learn.model_file import TrainedModel, train_model
-from bloodcli.learn.splits import TrainingRows
-from bloodcli.learn.validation import (
-    EvaluationResult,
-    ExternalTest,
-    augmentation_note,
-    cross_validate,
-    fit_and_test,
-    holdout_evaluate,
-)
+from bloodcli.learn.model_file import TrainedModel
 from bloodcli.pipeline import featurize as features
 from bloodcli.pipeline.options import ExecutionOptions
 from bloodcli.pipeline.parallel import compute_backend
 from bloodcli.pipeline.plan import Plan
 from bloodcli.pipeline.table import FeatureTable
 from bloodcli.pipeline.union import extract_union
+
+if TYPE_CHECKING:
+    from bloodcli.learn.compare import ComparisonResult
+    from bloodcli.learn.validation import EvaluationResult
+
+# Fitting and scoring modules (scikit-learn, SciPy) are imported by the workflows that fit or score,
+# so the command line starts in a fraction of a second and extraction never loads them.
 
 __all__ = [
     "Augmentation", "ExecutionOptions", "Plan", "Preprocessing", "compare", "dataset_info", "evaluate", "featurize",
@@ -78,6 +76,9 @@ def train(table: FeatureTable, model: str = "svm", *, cv: int | None = None, tes
     originals, and all of them the final fit. With a Dask scheduler, joblib-parallel work (folds,
     forests) runs on the cluster and classifiers that can train there do.
     """
+    from bloodcli.learn.model_file import train_model
+    from bloodcli.learn.validation import cross_validate, holdout_evaluate
+
     options = options or ExecutionOptions()
     check_training(model, cv, test_size)
     Dataset(table.samples, "training data", "").require_classes(2)
@@ -130,6 +131,8 @@ def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, s
     ``compare --test``. ``n_seen_in_training`` counts samples the model was trained on, so a
     score on training data is never mistaken for a held-out score.
     """
+    from bloodcli.learn.validation import ExternalTest
+
     source = table.samples[0].path.parent if table.samples else "dataset"
     test = ExternalTest.of(source, table, model.classes, model.training_keys, label_map)
     return test.metrics(model.predict_proba(test.values))
@@ -153,6 +156,9 @@ def train_and_test(train_source, test_source, plan: Plan | None = None, options:
     them (:func:`featurize_for_model`): nothing of the test set reaches fitting. Test labels are
     aligned to the training classes as in :func:`evaluate`.
     """
+    from bloodcli.learn.splits import TrainingRows
+    from bloodcli.learn.validation import ExternalTest, augmentation_note, fit_and_test
+
     plan, options = plan or Plan.build(), options or ExecutionOptions()
     classifier_entry(plan.classifier)
     table = features.featurize(train_source, plan, options)
@@ -189,6 +195,9 @@ def compare(
     features use the training set's fitted references. ``source`` may be a features ``.npz``
     file (no image work at all). See :mod:`bloodcli.learn.compare`.
     """
+    from bloodcli.learn.compare import check_metric, compare_configs
+    from bloodcli.learn.validation import ExternalTest
+
     options = options or ExecutionOptions()
     sets, model_names = parse_feature_sets(feature_sets), parse_models(models)
     check_metric(metric)

@@ -117,7 +117,7 @@ def extract(
 @handle_errors
 def cache_clean(
     cache_dir: CacheDirOpt = None,
-    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Only this extractor's entries.")] = None,
+    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Only the entries holding this extractor's features.")] = None,
 ) -> None:
     """Delete cached features."""
     cache = ExecutionOptions(cache_dir).cache()

@@ -1,7 +1,7 @@
 """GLCM (Haralick) texture features.
 
 The co-occurrence matrices are counted with one vectorised ``bincount`` per offset and may
-be restricted to the cell mask, so the slide background does not dilute the texture. Without
+be restricted to the cell mask (pixels outside it count as one extra grey level, dropped at the end), so the slide background does not dilute the texture. Without
 a mask the matrices equal :func:`skimage.feature.graycomatrix` (checked in the tests).
 """
 
@@ -46,6 +46,9 @@ def glcm(
         As in :func:`skimage.feature.graycomatrix`.
     """
     image = np.asarray(image, dtype=np.intp)
+    size = levels
+    if mask is not None:  # pixels outside the mask become an extra grey level, whose pairs are dropped: no pair masks
+        image, size = np.where(mask, image, levels), levels + 1
     rows, cols = image.shape
     out = np.zeros((levels, levels, len(offsets)), dtype=np.float64)
     for k, (drow, dcol) in enumerate(offsets):
@@ -53,13 +56,9 @@ def glcm(
         c0, c1 = max(0, -dcol), cols - max(0, dcol)
         if r1 <= r0 or c1 <= c0:
             continue
-        first = image[r0:r1, c0:c1]
-        second = image[r0 + drow : r1 + drow, c0 + dcol : c1 + dcol]
-        pairs = first * levels + second
-        if mask is not None:
-            pairs = pairs[mask[r0:r1, c0:c1] & mask[r0 + drow : r1 + drow, c0 + dcol : c1 + dcol]]
-        counts = np.bincount(pairs.ravel(), minlength=levels * levels).reshape(levels, levels)
-        out[:, :, k] = counts
+        pairs = image[r0:r1, c0:c1] * size + image[r0 + drow : r1 + drow, c0 + dcol : c1 + dcol]
+        counts = np.bincount(pairs.ravel(), minlength=size * size).reshape(size, size)
+        out[:, :, k] = counts[:levels, :levels]
     if symmetric:
         out = out + out.transpose(1, 0, 2)
     if normed:

@@ -15,9 +15,9 @@ import zipfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 import bloodcli
 from bloodcli.errors import ModelFileError, UsageError
@@ -26,6 +26,9 @@ from bloodcli.learn.classifiers import fit_classifier, trusted_skops_types
 from bloodcli.learn.labels import most_likely
 from bloodcli.pipeline.plan import FeatureSettings
 from bloodcli.pipeline.table import FeatureTable
+
+if TYPE_CHECKING:  # scikit-learn loads with the estimator, not with this module (``info`` reads the manifest only)
+    from sklearn.base import BaseEstimator
 
 MODEL_FORMAT = "bloodcli-model/1"
 

@@ -1,11 +1,13 @@
-"""Fingerprinted feature cache: one file per (image content, extractor settings).
+"""Fingerprinted feature cache: one file per (image content, set of extractor settings).
 
 Layout::
 
-    CACHE_DIR/<extractor name>-<settings fingerprint>/<key[:2]>/<key>.feat
+    CACHE_DIR/<extractor names joined by +>-<settings fingerprint>/<key[:2]>/<key>.feat
 
-The settings fingerprint covers the extractor's name, code version and parameters and the
-preprocessing, so changing one option recomputes only that extractor. The key covers the image
+The extractors run together over an image (the per-image ones of a run, or one CNN) share one
+entry: a cached re-run reads one small file per image, and a cold run writes one. The settings
+fingerprint covers the extractors' names, code versions and parameters and the preprocessing, so
+changing one option recomputes that set. The key covers the image
 bytes and the crop box, so moving or renaming files keeps their features. Entries are written
 atomically and carry a checksum; a damaged entry is treated as missing and recomputed.
 
@@ -59,15 +61,15 @@ class FeatureCache:
     def entry_path(self, namespace: str, key: str) -> Path:
         return self.root / namespace / key[:2] / f"{key}{ENTRY_SUFFIX}"
 
-    def get(self, namespace: str, key: str) -> np.ndarray | None:
-        """Cached feature vector, or None when absent or damaged."""
+    def get(self, namespace: str, key: str, size: int | None = None) -> np.ndarray | None:
+        """Cached feature vector (of ``size`` values, when given), or None when absent or damaged."""
         if self.root is None:
             return None
         path = self.entry_path(namespace, key)
         try:
             data = path.read_bytes()
             values = np.lib.format.read_array(io.BytesIO(data[_CHECKSUM_BYTES:]), allow_pickle=False)
-            if values.ndim == 1 and data[:_CHECKSUM_BYTES] == _checksum(values):
+            if values.ndim == 1 and size in (None, values.size) and data[:_CHECKSUM_BYTES] == _checksum(values):
                 return values
         except FileNotFoundError:
             return None
@@ -97,12 +99,12 @@ class FeatureCache:
         return result
 
     def clean(self, extractor: str | None = None) -> int:
-        """Delete cached entries (all, or one extractor's); return the number of files removed."""
+        """Delete cached entries (all, or those of the sets holding ``extractor``); return the number of files removed."""
         if self.root is None or not self.root.is_dir():
             return 0
         removed = 0
         for namespace in [p for p in self.root.iterdir() if p.is_dir()]:
-            if extractor is None or namespace.name.split("-")[0] == extractor:
+            if extractor is None or extractor in namespace.name.split("-")[0].split("+"):
                 removed += sum(1 for _ in namespace.rglob(f"*{ENTRY_SUFFIX}"))
                 shutil.rmtree(namespace)
         return removed
