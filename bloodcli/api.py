@@ -218,7 +218,7 @@ def compare(
 
 
 def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed", params=None, *, crops: bool = False,
-            voc_dir=None, mask_dir=None, options: ExecutionOptions | None = None):  # fmt: skip
+            overlays: bool = False, voc_dir=None, mask_dir=None, options: ExecutionOptions | None = None):  # fmt: skip
     """Segment smear images (files, folders, globs or a VOC folder) into cells, writing ``out_dir``.
 
     Returns the :class:`~bloodcli.segmentation.batch.SegmentRun` and the input files that could not be listed.
@@ -232,7 +232,7 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
     dataset = load_inputs(inputs, skip_errors=options.skip_errors)
     paths = list(dict.fromkeys(s.path for s in dataset.samples))  # a VOC folder lists an image once per box
     with compute_backend(options.scheduler) as client:
-        run = segment_files(paths, out_dir, method, params, crops=crops, voc_dir=voc_dir, mask_dir=mask_dir,
+        run = segment_files(paths, out_dir, method, params, crops=crops, overlays=overlays, voc_dir=voc_dir, mask_dir=mask_dir,
                             jobs=options.workers, skip_errors=options.skip_errors, progress=options.progress,
                             executor=client)  # fmt: skip
     run.failures = list(dataset.problems) + run.failures

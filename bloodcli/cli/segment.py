@@ -19,9 +19,11 @@ from bloodcli.segmentation.scale import RBC_DIAMETER_UM
 @handle_errors
 def segment(
     inputs: Annotated[list[str], typer.Argument(help="Smear images, folders, globs or a VOC folder.")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for label masks, overlays, objects.csv, counts.csv.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for label masks, objects.csv, counts.csv (and overlays, crops).")],
     method: Annotated[str, typer.Option("--method", help="hsv (connected components) or watershed (splits touching red cells).")] = "watershed",
     crops: Annotated[bool, typer.Option("--crops", help="Also write each cell to OUT/crops/<class>/ (a dataset for extract/train).")] = False,
+    overlays: Annotated[bool, typer.Option("--overlays", help="Also draw each image's cells into OUT/overlays/<stem>.png "
+                        "(red cells red, white cells blue, platelets green).")] = False,
     evaluate: Annotated[Optional[Path], typer.Option("--evaluate", help="VOC folder: score detection and counts against its boxes.")] = None,
     masks: Annotated[Optional[Path], typer.Option("--masks", help="Folder of white-cell masks (<stem>.png): score Dice/IoU.")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-P", help="Any segmentation setting NAME=VALUE, repeatable "
@@ -47,7 +49,8 @@ def segment(
     out = output()
     with out.progress("segmenting") as progress:
         options = ExecutionOptions(jobs=jobs, scheduler=scheduler, skip_errors=skip_errors, progress=progress)
-        run = api.segment(inputs, out_dir, method, params, crops=crops, voc_dir=evaluate, mask_dir=masks, options=options)
+        run = api.segment(inputs, out_dir, method, params, crops=crops, overlays=overlays, voc_dir=evaluate, mask_dir=masks,
+                          options=options)
     out.skipped(run.failures)
     totals = {name: sum(row[name] for row in run.counts) for name in ("RBC", "WBC", "platelet")}
     if json_output:
