@@ -35,7 +35,7 @@ from bloodcli.learn.model_file import TrainedModel
 from bloodcli.pipeline import featurize as features
 from bloodcli.pipeline.options import ExecutionOptions
 from bloodcli.pipeline.parallel import compute_backend
-from bloodcli.pipeline.plan import Plan
+from bloodcli.pipeline.plan import FeatureSettings, Plan
 from bloodcli.pipeline.table import FeatureTable
 from bloodcli.pipeline.union import extract_union
 
@@ -264,14 +264,19 @@ def dataset_info(source: str | Path, skip_errors: bool = True, check_images: boo
 
 
 def model_info(path: str | Path) -> dict:
-    """What a model file records: classifier, classes, feature settings, provenance and held-out metrics."""
-    from bloodcli.learn.model_file import MODEL_FORMAT
+    """What a model file records: classifier, classes, feature settings, provenance and held-out metrics.
 
-    trained = TrainedModel.load(path)
+    Read from the file's manifest alone: describing a model loads no estimator (nor scikit-learn);
+    ``predict`` and ``evaluate`` load and check it.
+    """
+    from bloodcli.learn.model_file import MODEL_FORMAT, read_manifest
+
+    manifest = read_manifest(path)
     return {
-        "format": MODEL_FORMAT, "model": trained.name, "classes": trained.classes,
-        "features": trained.settings.to_dict(), "n_features": len(trained.feature_names),
-        "provenance": trained.provenance, "metrics": trained.metrics,
+        "format": MODEL_FORMAT, "model": manifest["model"], "classes": list(manifest["classes"]),
+        "features": FeatureSettings.from_dict(manifest["settings"]).to_dict(),
+        "n_features": len(manifest["feature_names"]), "provenance": manifest.get("provenance", {}),
+        "metrics": manifest.get("metrics"),
     }  # fmt: skip
 
 

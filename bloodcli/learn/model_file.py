@@ -8,6 +8,7 @@ XGBoost's own JSON format. Loading a model therefore never executes code from th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import platform
@@ -110,22 +111,40 @@ class TrainedModel:
     @classmethod
     def load(cls, path: str | Path) -> "TrainedModel":
         """Load a model file without executing code from it."""
-        try:
-            with zipfile.ZipFile(path) as archive:
-                manifest = json.loads(archive.read("manifest.json"))
-                if manifest.get("format") != MODEL_FORMAT:
-                    raise ModelFileError(f"{path}: unsupported model format {manifest.get('format')!r}")
-                estimator = _deserialise_estimator(archive, path)
-                keys = json.loads(archive.read("training_keys.json")) if "training_keys.json" in archive.namelist() else []
-        except FileNotFoundError:
-            raise ModelFileError(f"{path}: model file not found") from None
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError, OSError) as exc:
-            raise ModelFileError(f"{path}: not a bloodcli model or the file is damaged ({exc})") from None
+        with _model_archive(path) as archive:
+            manifest = _manifest(archive, path)
+            estimator = _deserialise_estimator(archive, path)
+            keys = json.loads(archive.read("training_keys.json")) if "training_keys.json" in archive.namelist() else []
         settings = FeatureSettings.from_dict(manifest["settings"])
         return cls(
             manifest["model"], estimator, list(manifest["classes"]), settings, list(manifest["feature_names"]),
             keys, manifest.get("provenance", {}), manifest.get("metrics"),
         )  # fmt: skip
+
+
+def read_manifest(path: str | Path) -> dict:
+    """What a model file says about itself (classes, settings, provenance, metrics), without loading its estimator."""
+    with _model_archive(path) as archive:
+        return _manifest(archive, path)
+
+
+@contextlib.contextmanager
+def _model_archive(path: str | Path):
+    """The model file's zip archive; a missing, foreign or damaged file is a one-line :class:`ModelFileError`."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            yield archive
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: model file not found") from None
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError, OSError) as exc:
+        raise ModelFileError(f"{path}: not a bloodcli model or the file is damaged ({exc})") from None
+
+
+def _manifest(archive: zipfile.ZipFile, path) -> dict:
+    manifest = json.loads(archive.read("manifest.json"))
+    if manifest.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path}: unsupported model format {manifest.get('format')!r}")
+    return manifest
 
 
 def _json_default(value):
