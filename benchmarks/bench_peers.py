@@ -9,8 +9,10 @@ Every contestant reads the same files and computes its usual texture/shape/colou
 - a straightforward scikit-image loop (benchmarks/bench_classical.py's baseline: resize to 256,
   graycomatrix 2 distances x 4 angles, regionprops, colour statistics).
 
-A peer that is not installed is skipped with the reason printed (install them with
-``pip install -e ".[bench]"``, or pass ``--path DIR`` for packages installed elsewhere with ``pip install --target``).
+A peer that is not installed is skipped with the reason printed. ``pip install -e ".[bench]"`` installs
+mahotas; pyradiomics ships only a source archive that needs ``versioneer`` and NumPy at build time
+(``pip install versioneer && pip install --no-build-isolation pyradiomics``). Packages installed
+elsewhere (``pip install --target DIR``) are found with ``--path DIR``.
 
 Usage: python benchmarks/bench_peers.py [--data DIR] [--limit 320] [--path DIR ...]
 Writes benchmarks/results/peers.json.
@@ -142,7 +144,7 @@ def main() -> None:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            skipped[name] = f"not installed ({exc}); pip install -e '.[bench]'"
+            skipped[name] = f"not installed ({exc}); see this script's docstring"
             print(f"skipped {name}: {skipped[name]}", flush=True)
             continue
         rates[name] = rate(files)
