@@ -45,10 +45,11 @@ def glcm(
     symmetric, normed : bool
         As in :func:`skimage.feature.graycomatrix`.
     """
-    image = np.asarray(image, dtype=np.intp)
-    size = levels
+    size = levels if mask is None else levels + 1
+    image = np.asarray(image)
     if mask is not None:  # pixels outside the mask become an extra grey level, whose pairs are dropped: no pair masks
-        image, size = np.where(mask, image, levels), levels + 1
+        image = np.where(mask, image, levels)
+    image = image.astype(np.uint16 if size * size <= 1 << 16 else np.intp)  # pair codes < size**2: 2-byte arithmetic
     rows, cols = image.shape
     out = np.zeros((levels, levels, len(offsets)), dtype=np.float64)
     for k, (drow, dcol) in enumerate(offsets):
