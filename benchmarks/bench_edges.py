@@ -49,7 +49,8 @@ def environment(code: Path) -> dict:
 
 def wall(command: list[str], env: dict) -> float:
     start = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Run in the measured checkout: ``python -m`` puts the working folder first on the import path.
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=env["PYTHONPATH"])
     return time.perf_counter() - start
 
 
@@ -59,7 +60,8 @@ def best_wall(command: list[str], env: dict, repeats: int) -> float:
 
 def heavy_imports(command: list[str], env: dict) -> list[str]:
     """Heavy top-level packages the command imports (from ``python -X importtime``)."""
-    run = subprocess.run([command[0], "-X", "importtime", *command[1:]], env=env, capture_output=True, text=True, check=True)
+    run = subprocess.run([command[0], "-X", "importtime", *command[1:]], env=env, capture_output=True, text=True, check=True,
+                         cwd=env["PYTHONPATH"])  # fmt: skip
     modules = {m.split(".")[0] for m in re.findall(r"\|\s+(\S+)\s*$", run.stderr, flags=re.M)}
     return sorted(modules & set(HEAVY))
 
