@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 import hashlib
+import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -91,13 +92,13 @@ def _process_sample(
     not one per extractor); ``namespace`` is computed once per run rather than per image.
     """
     sample = item.sample
-    sizes = [len(e.feature_names()) for e in extractors]
+    ends = list(itertools.accumulate(e.n_features for e in extractors))
     try:
         data = read_bytes(sample.path)
         key = item.key(data)
-        cached = cache.get(namespace, key, size=sum(sizes))
+        cached = cache.get(namespace, key, size=ends[-1])
         if cached is not None:
-            return _SampleResult(key, np.split(cached, np.cumsum(sizes)[:-1]))
+            return _SampleResult(key, [cached[start:end] for start, end in zip([0, *ends], ends)])
         image = item.image(data, preprocessing)
         cells: dict[int, CellImage] = {}  # one per mask version: conversions and masks computed once
         vectors = []
@@ -182,7 +183,9 @@ def extract_features(
         keys[index] = result.key
         computed += result.computed
         for extractor, vector in zip(owners, result.vectors):
-            columns.setdefault(id(extractor), np.zeros((n, vector.size), np.float32))[index] = vector
+            if id(extractor) not in columns:
+                columns[id(extractor)] = np.zeros((n, vector.size), np.float32)
+            columns[id(extractor)][index] = vector
 
     total_steps = n * (int(bool(per_image)) + len(batched))
     advance = (lambda: progress(1, total_steps)) if progress else (lambda: None)
