@@ -13,7 +13,9 @@
 
 The code measured is the checkout given by --code (default: the one holding this script), so the
 same command gives before/after figures for two checkouts. Wall times on a busy machine are noisy:
-compare the ratios of one run.
+compare the ratios of one run. CPU seconds (user + system, worker processes included) are reported
+beside them: other work on the machine disturbs them much less, and a ``-j 2`` run that spends about
+the CPU of ``-j 1`` scales to about 2x where two cores are free.
 
 Usage: python benchmarks/bench_edges.py [--limit 3200] [--segment-limit 96] [--repeats 5] [--code DIR] [--out FILE]
 Writes benchmarks/results/edges.json.
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -47,15 +50,32 @@ def environment(code: Path) -> dict:
     return {**os.environ, "PYTHONPATH": str(code), "BLOODCLI_CACHE_DIR": tempfile.mkdtemp(prefix="bench-cache-")}
 
 
+#: CPU seconds (user + system) of the last :func:`wall` command and its worker processes: less sensitive than
+#: wall time to other work on a shared machine, so the JSON reports both.
+LAST_CPU = [0.0]
+
+
 def wall(command: list[str], env: dict) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     # Run in the measured checkout: ``python -m`` puts the working folder first on the import path.
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=env["PYTHONPATH"])
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_CPU[0] = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return seconds
 
 
 def best_wall(command: list[str], env: dict, repeats: int) -> float:
     return min(wall(command, env) for _ in range(repeats))
+
+
+def best_cpu(command: list[str], env: dict, repeats: int) -> float:
+    cpu = []
+    for _ in range(repeats):
+        wall(command, env)
+        cpu.append(LAST_CPU[0])
+    return min(cpu)
 
 
 def heavy_imports(command: list[str], env: dict) -> list[str]:
@@ -74,11 +94,12 @@ def startup(code: Path, one_image_dir: Path, tmp: Path, repeats: int) -> dict:
         "extract_one_image": cli(code, "extract", one_image_dir, "-o", tmp / "one.npz", "--no-cache", "-j", "1"),
     }
     baseline = best_wall([sys.executable, "-c", "pass"], env, repeats)
-    out = {"python_pass_s": round(baseline, 3)}
+    out = {"python_pass_s": round(baseline, 3), "python_pass_cpu_s": round(best_cpu([sys.executable, "-c", "pass"], env, repeats), 3)}
     for name, command in commands.items():
         seconds = best_wall(command, env, repeats)
         out[f"{name}_s"] = round(seconds, 3)
         out[f"{name}_vs_python"] = round(seconds / baseline, 1)
+        out[f"{name}_cpu_s"] = round(best_cpu(command, env, repeats), 3)
         out[f"{name}_heavy_imports"] = heavy_imports(command, env)
     return out
 
@@ -96,25 +117,38 @@ def extraction(code: Path, manifest: Path, n: int, tmp: Path) -> dict:
     cv2.setNumThreads(1)  # per-core figures
     features = "glcm,shape,color"
 
-    def in_process(cache: Path | None) -> float:
+    cpu = {}
+
+    def in_process(cache: Path | None, name: str) -> float:
         options = api.ExecutionOptions(cache_dir=cache, use_cache=cache is not None, jobs=1)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         api.featurize(str(manifest), features, options=options)
+        cpu[name] = time.process_time() - start_cpu
         return time.perf_counter() - start
 
-    in_process(None)  # warm-up: imports, OpenCV's colour tables, the file cache
-    no_cache = in_process(None)
+    in_process(None, "warm-up")  # imports, OpenCV's colour tables, the file cache
+    no_cache = in_process(None, "no_cache")
     cache = tmp / "cache"
-    cold = in_process(cache)
-    warm = in_process(cache)
+    cold = in_process(cache, "cold")
+    warm = in_process(cache, "warm")
     env = environment(code)
-    run_cli = lambda *extra: wall(cli(code, "extract", manifest, "-o", tmp / "f.npz", "-f", features, *extra), env)  # noqa: E731
-    cli_j1 = run_cli("--no-cache", "-j", "1")
-    cli_j2 = run_cli("--no-cache", "-j", "2")
-    cli_warm = run_cli("--cache-dir", cache, "-j", "1")
+
+    def run_cli(name: str, *extra) -> float:
+        seconds = wall(cli(code, "extract", manifest, "-o", tmp / "f.npz", "-f", features, *extra), env)
+        cpu[name] = LAST_CPU[0]
+        return seconds
+
+    cli_j1 = run_cli("cli_j1", "--no-cache", "-j", "1")
+    cli_j2 = run_cli("cli_j2", "--no-cache", "-j", "2")
+    cli_warm = run_cli("cli_warm", "--cache-dir", cache, "-j", "1")
     rate = n / no_cache
     return {
         "n_images": n,
+        "cpu_s": {k: round(v, 2) for k, v in cpu.items() if k != "warm-up"},
+        "in_process_cpu_images_per_s": round(n / cpu["no_cache"], 1),
+        "cli_j1_cpu_vs_in_process": round(cpu["cli_j1"] / cpu["no_cache"], 2),
+        "cli_j2_cpu_vs_j1": round(cpu["cli_j2"] / cpu["cli_j1"], 2),
+        "cold_cache_cpu_vs_no_cache": round(cpu["cold"] / cpu["no_cache"], 2),
         "in_process_images_per_s": round(rate, 1),
         "cli_j1_images_per_s": round(n / cli_j1, 1),
         "cli_j1_vs_in_process": round(no_cache / cli_j1, 2),
@@ -137,10 +171,11 @@ def segmentation(code: Path, smears: list[Path], tmp: Path) -> dict:
 
     cv2.setNumThreads(1)
     segment_image(decode_image(read_bytes(smears[0])), "watershed")  # warm-up
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for path in smears:
         segment_image(decode_image(read_bytes(path)), "watershed")
     per_image = (time.perf_counter() - start) / len(smears)
+    cpu_per_image = (time.process_time() - start_cpu) / len(smears)
     start = time.perf_counter()
     api.segment([str(p) for p in smears], tmp / "seg-api", options=api.ExecutionOptions(jobs=1))
     api_per_image = (time.perf_counter() - start) / len(smears)
@@ -150,9 +185,14 @@ def segmentation(code: Path, smears: list[Path], tmp: Path) -> dict:
         shutil.copy(path, folder / path.name)
     env = environment(code)
     j1 = wall(cli(code, "segment", folder, "--out-dir", tmp / "seg-j1", "-j", "1"), env) / len(smears)
+    j1_cpu = LAST_CPU[0] / len(smears)
     j2 = wall(cli(code, "segment", folder, "--out-dir", tmp / "seg-j2", "-j", "2"), env) / len(smears)
+    j2_cpu = LAST_CPU[0] / len(smears)
     return {
         "n_images": len(smears),
+        "in_process_cpu_ms_per_image": round(cpu_per_image * 1e3, 1),
+        "cli_j1_cpu_vs_in_process": round(j1_cpu / cpu_per_image, 2),
+        "cli_j2_cpu_vs_j1": round(j2_cpu / j1_cpu, 2),
         "in_process_ms_per_image": round(per_image * 1e3, 1),
         "api_segment_ms_per_image": round(api_per_image * 1e3, 1),
         "api_segment_vs_in_process": round(api_per_image / per_image, 2),
