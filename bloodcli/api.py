@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,26 +31,21 @@ from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.io.datasets import Dataset, Sample, load_dataset, load_inputs
 from bloodcli.io.images import decode_image, read_bytes
 from bloodcli.learn.classifiers import DEFAULT_COMPARE_MODELS, classifier_entry, parse_models
-from bloodcli.learn.compare import ComparisonResult, check_metric, compare_configs
 from bloodcli.learn.labels import most_likely
-from bloodcli.learn.model_file import TrainedModel, train_model
-from bloodcli.learn.splits import TrainingRows
-from bloodcli.learn.validation import (
-    EvaluationResult,
-    ExternalTest,
-    augmentation_note,
-    check_class_sizes,
-    cross_validate,
-    fit_and_test,
-    holdout_evaluate,
-)
-from bloodcli.pipeline import data_profile
+from bloodcli.learn.model_file import TrainedModel
 from bloodcli.pipeline import featurize as features
 from bloodcli.pipeline.options import ExecutionOptions
 from bloodcli.pipeline.parallel import compute_backend
-from bloodcli.pipeline.plan import Plan
+from bloodcli.pipeline.plan import FeatureSettings, Plan
 from bloodcli.pipeline.table import FeatureTable
 from bloodcli.pipeline.union import extract_union
+
+if TYPE_CHECKING:
+    from bloodcli.learn.compare import ComparisonResult
+    from bloodcli.learn.validation import EvaluationResult
+
+# Fitting and scoring modules (scikit-learn, SciPy) are imported by the workflows that fit or score,
+# so the command line starts in a fraction of a second and extraction never loads them.
 
 __all__ = [
     "Augmentation", "ExecutionOptions", "Plan", "Preprocessing", "analyze", "compare", "dataset_info", "evaluate", "featurize",
@@ -81,6 +77,9 @@ def train(table: FeatureTable, model: str = "svm", *, cv: int | None = None, tes
     originals, and all of them the final fit. With a Dask scheduler, joblib-parallel work (folds,
     forests) runs on the cluster and classifiers that can train there do.
     """
+    from bloodcli.learn.model_file import train_model
+    from bloodcli.learn.validation import check_class_sizes, cross_validate, holdout_evaluate
+
     options = options or ExecutionOptions()
     check_training(model, cv, test_size)
     Dataset(table.samples, "training data", "").require_classes(2)
@@ -116,6 +115,8 @@ def training_data(source, models: str | Sequence[str] = "svm", *, folds: int | N
     or for a classifier is refused before any feature is computed; a features file is returned as
     it is (:func:`train` checks its rows).
     """
+    from bloodcli.learn.validation import check_class_sizes
+
     if features.is_features_file(source):
         return source
     dataset = features.load_source(source, options or ExecutionOptions())
@@ -158,6 +159,8 @@ def input_warning(model: TrainedModel, samples: Sequence[Sample]) -> str | None:
     Compares a profile of up to :data:`~bloodcli.pipeline.data_profile.PROFILE_IMAGES` inputs with the one the
     model file records; models without a recorded profile give None.
     """
+    from bloodcli.pipeline import data_profile
+
     if model.profile is None:
         return None
     return data_profile.input_warning(model.profile, data_profile.profile_samples(list(samples)))
@@ -171,6 +174,8 @@ def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, s
     ``compare --test``. ``n_seen_in_training`` counts samples the model was trained on, so a
     score on training data is never mistaken for a held-out score.
     """
+    from bloodcli.learn.validation import ExternalTest
+
     source = table.samples[0].path.parent if table.samples else "dataset"
     test = ExternalTest.of(source, table, model.classes, model.training_keys, label_map)
     metrics = test.metrics(model.predict_proba(test.values))
@@ -197,6 +202,9 @@ def train_and_test(train_source, test_source, plan: Plan | None = None, options:
     them (:func:`featurize_for_model`): nothing of the test set reaches fitting. Test labels are
     aligned to the training classes as in :func:`evaluate`.
     """
+    from bloodcli.learn.splits import TrainingRows
+    from bloodcli.learn.validation import ExternalTest, augmentation_note, fit_and_test
+
     plan, options = plan or Plan.build(), options or ExecutionOptions()
     classifier_entry(plan.classifier)
     table = features.featurize(train_source, plan, options)
@@ -235,6 +243,9 @@ def compare(
     features use the training set's fitted references. ``source`` may be a features ``.npz``
     file (no image work at all). See :mod:`bloodcli.learn.compare`.
     """
+    from bloodcli.learn.compare import check_metric, compare_configs
+    from bloodcli.learn.validation import ExternalTest
+
     options = options or ExecutionOptions()
     sets, model_names = parse_feature_sets(feature_sets), parse_models(models)
     check_metric(metric)
@@ -256,7 +267,7 @@ def compare(
 
 
 def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed", params=None, *, crops: bool = False,
-            voc_dir=None, mask_dir=None, labels=None, options: ExecutionOptions | None = None):  # fmt: skip
+            overlays: bool = False, voc_dir=None, mask_dir=None, labels=None, options: ExecutionOptions | None = None):  # fmt: skip
     """Segment smear images (files, folders, globs or a VOC folder) into cells, writing ``out_dir``.
 
     With ``crops``, also writes the manifests of :mod:`bloodcli.segmentation.manifest` (``crops.csv``, and with
@@ -282,7 +293,7 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
     # Absolute: worker processes outlive this call and keep the working directory they started in.
     out_dir, voc_dir, mask_dir = (None if p is None else Path(p).absolute() for p in (out_dir, voc_dir, mask_dir))
     with compute_backend(options.scheduler) as client:
-        run = segment_files(paths, out_dir, method, params, crops=crops, voc_dir=voc_dir, mask_dir=mask_dir,
+        run = segment_files(paths, out_dir, method, params, crops=crops, overlays=overlays, voc_dir=voc_dir, mask_dir=mask_dir,
                             jobs=options.workers, skip_errors=options.skip_errors, progress=options.progress,
                             executor=client)  # fmt: skip
     run.failures = list(dataset.problems) + run.failures
@@ -317,16 +328,25 @@ def dataset_info(source: str | Path, skip_errors: bool = True, check_images: boo
 
 def model_info(path: str | Path | None, trained: TrainedModel | None = None) -> dict:
     """What a model file records: its name and SHA-256, classifier, classes, feature settings, provenance and
-    held-out metrics. ``trained``: the model of ``path`` already loaded, or a model never saved (``path`` None)."""
-    from bloodcli.learn.model_file import MODEL_FORMAT
+    held-out metrics.
 
-    trained = trained or TrainedModel.load(path)
+    Read from the file's manifest alone (describing a model loads no estimator, nor scikit-learn);
+    ``trained``: the model of ``path`` already loaded, or a model never saved (``path`` None).
+    """
+    from bloodcli.learn.model_file import MODEL_FORMAT, read_manifest
+
+    if trained is not None:
+        manifest = {"model": trained.name, "classes": trained.classes, "settings": trained.settings.to_dict(),
+                    "feature_names": trained.feature_names, "provenance": trained.provenance, "metrics": trained.metrics}  # fmt: skip
+    else:
+        manifest = read_manifest(path)
     return {
         "file": None if path is None else Path(path).name,
-        "sha256": None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest(),  # loading read it all too
-        "format": MODEL_FORMAT, "model": trained.name, "classes": trained.classes,
-        "features": trained.settings.to_dict(), "n_features": len(trained.feature_names),
-        "provenance": trained.provenance, "metrics": trained.metrics,
+        "sha256": None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+        "format": MODEL_FORMAT, "model": manifest["model"], "classes": list(manifest["classes"]),
+        "features": FeatureSettings.from_dict(manifest["settings"]).to_dict(),
+        "n_features": len(manifest["feature_names"]), "provenance": manifest.get("provenance", {}),
+        "metrics": manifest.get("metrics"),
     }  # fmt: skip
 
 

@@ -5,7 +5,6 @@ import shlex
 import shutil
 from pathlib import Path
 
-import pytest
 from conftest import ROOT
 from typer.testing import CliRunner
 

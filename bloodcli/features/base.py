@@ -161,6 +161,11 @@ class FeatureExtractor:
     def feature_names(self) -> list[str]:
         raise NotImplementedError
 
+    @cached_property
+    def n_features(self) -> int:
+        """Length of :meth:`compute`'s vector (the parameters are fixed, so counted once)."""
+        return len(self.feature_names())
+
     def compute(self, cell: CellImage) -> np.ndarray:
         raise NotImplementedError
 

@@ -87,6 +87,9 @@ def _decode_with_pillow(data: bytes, path, max_pixels: int) -> np.ndarray:
                     raise ImageReadError(
                         path, f"declared size {width}x{height} exceeds the {max_pixels:,}-pixel limit"
                     )
+                decoded = _decode_with_opencv(data, image)
+                if decoded is not None:
+                    return decoded
                 image.load()  # raises on truncated data
                 return _pillow_to_array(image)
     except ImageReadError:
@@ -97,6 +100,30 @@ def _decode_with_pillow(data: bytes, path, max_pixels: int) -> np.ndarray:
         raise ImageReadError(path, "not a recognised image format") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(path, f"corrupt or truncated image ({exc})") from None
+
+
+#: How complete 8-bit JPEG and PNG files end: only those are decoded by OpenCV (a damaged one is left to
+#: Pillow, which names the damage instead of filling the missing rows).
+_COMPLETE_FILE_ENDINGS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+
+
+def _decode_with_opencv(data: bytes, image: Image.Image) -> np.ndarray | None:
+    """Decode an 8-bit grey or RGB JPEG or PNG whose header Pillow read, with OpenCV (about 1.3x faster).
+
+    Pixels are Pillow's (same libjpeg-turbo/libpng decoders, RGB order, EXIF orientation ignored as
+    Pillow does); None for any other file, which Pillow then decodes.
+    """
+    ending = _COMPLETE_FILE_ENDINGS.get(image.format or "")
+    if image.mode not in ("RGB", "L") or ending is None or not data.rstrip(b"\x00").endswith(ending):
+        return None
+    import cv2
+
+    grey = image.mode == "L"
+    flags = (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if decoded is None or decoded.shape[:2] != image.size[::-1]:
+        return None
+    return decoded if grey else cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def _pillow_to_array(image: Image.Image) -> np.ndarray:
@@ -159,8 +186,12 @@ def _scale_to_uint8(array: np.ndarray) -> np.ndarray:
     raise ImageReadError("<array>", f"unsupported pixel type {array.dtype}")
 
 
-def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write an image atomically; the format follows the extension (16-bit PNG supported)."""
+def write_image(path: str | os.PathLike, array: np.ndarray, durable: bool = True) -> None:
+    """Write an image atomically; the format follows the extension (16-bit PNG supported).
+
+    ``durable=False`` skips the fsync (see :func:`~bloodcli.io.files.atomic_write`), for many small
+    outputs of a run whose own records say what was finished.
+    """
     import cv2
 
     suffix = Path(path).suffix or ".png"
@@ -169,5 +200,5 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
     ok, encoded = cv2.imencode(suffix, array)
     if not ok:
         raise OSError(f"could not encode {path}")
-    with atomic_write(path) as handle:
+    with atomic_write(path, durable=durable) as handle:
         handle.write(encoded.tobytes())

@@ -8,6 +8,7 @@ XGBoost's own JSON format. Loading a model therefore never executes code from th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import platform
@@ -17,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 import bloodcli
 from bloodcli.errors import ModelFileError, UsageError
@@ -30,6 +31,9 @@ from bloodcli.learn.novelty import FeatureEnvelope
 from bloodcli.pipeline.data_profile import PROFILE_FORMAT, QUANTITIES, profile_samples
 from bloodcli.pipeline.plan import FeatureSettings
 from bloodcli.pipeline.table import FeatureTable
+
+if TYPE_CHECKING:  # scikit-learn loads with the estimator, not with this module (``info`` reads the manifest only)
+    from sklearn.base import BaseEstimator
 
 MODEL_FORMAT = "bloodcli-model/1"
 #: Zip entry of the feature envelope (plain arrays in an ``.npz``).
@@ -123,18 +127,11 @@ class TrainedModel:
     @classmethod
     def load(cls, path: str | Path) -> "TrainedModel":
         """Load a model file without executing code from it."""
-        try:
-            with zipfile.ZipFile(path) as archive:
-                manifest = json.loads(archive.read("manifest.json"))
-                if manifest.get("format") != MODEL_FORMAT:
-                    raise ModelFileError(f"{path}: unsupported model format {manifest.get('format')!r}")
-                estimator = _deserialise_estimator(archive, path)
-                keys = json.loads(archive.read("training_keys.json")) if "training_keys.json" in archive.namelist() else []
-                envelope = _envelope(archive, manifest)
-        except FileNotFoundError:
-            raise ModelFileError(f"{path}: model file not found") from None
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError, OSError) as exc:
-            raise ModelFileError(f"{path}: not a bloodcli model or the file is damaged ({exc})") from None
+        with _model_archive(path) as archive:
+            manifest = _manifest(archive, path)
+            estimator = _deserialise_estimator(archive, path)
+            keys = json.loads(archive.read("training_keys.json")) if "training_keys.json" in archive.namelist() else []
+            envelope = _envelope(archive, manifest)
         settings = FeatureSettings.from_dict(manifest["settings"])
         return cls(
             manifest["model"], estimator, list(manifest["classes"]), settings, list(manifest["feature_names"]),
@@ -161,6 +158,31 @@ def _profile(value) -> dict | None:
         if entry is not None and not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, (int, float)) for v in entry)):
             return None
     return value
+
+
+def read_manifest(path: str | Path) -> dict:
+    """What a model file says about itself (classes, settings, provenance, metrics), without loading its estimator."""
+    with _model_archive(path) as archive:
+        return _manifest(archive, path)
+
+
+@contextlib.contextmanager
+def _model_archive(path: str | Path):
+    """The model file's zip archive; a missing, foreign or damaged file is a one-line :class:`ModelFileError`."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            yield archive
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: model file not found") from None
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError, OSError) as exc:
+        raise ModelFileError(f"{path}: not a bloodcli model or the file is damaged ({exc})") from None
+
+
+def _manifest(archive: zipfile.ZipFile, path) -> dict:
+    manifest = json.loads(archive.read("manifest.json"))
+    if manifest.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path}: unsupported model format {manifest.get('format')!r}")
+    return manifest
 
 
 def _json_default(value):

@@ -38,6 +38,37 @@ def in_order(submit, items, ahead: int):
         yield current
 
 
+#: Thread pools of numerical libraries, capped to one thread in each worker process.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def one_thread_per_worker() -> None:
+    """Run this worker process on one thread: one worker per core, and no library oversubscribing it.
+
+    OpenCV's pool is capped directly (it would otherwise start a thread per core in every worker);
+    the variables reach OpenMP/BLAS pools started after this call.
+    """
+    import cv2
+
+    for name in THREAD_VARIABLES:
+        os.environ[name] = "1"
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+
+
+@contextlib.contextmanager
+def one_opencv_thread() -> Iterator[None]:
+    """OpenCV on one thread while active (``--jobs 1`` in the calling process uses one core), then as before."""
+    import cv2
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
+
+
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
