@@ -56,6 +56,17 @@ def one_thread_per_worker() -> None:
         cv2.setNumThreads(1)
 
 
+def in_directory(directory: str, function, *args):
+    """``function(*args)`` run in ``directory`` (a local pool's worker task).
+
+    Worker processes outlive a call and keep the working directory they started in, where the
+    caller's relative paths would resolve elsewhere (a library caller may change directory between calls).
+    """
+    if os.getcwd() != directory:
+        os.chdir(directory)
+    return function(*args)
+
+
 @contextlib.contextmanager
 def one_opencv_thread() -> Iterator[None]:
     """OpenCV on one thread while active (``--jobs 1`` in the calling process uses one core), then as before."""

@@ -12,11 +12,13 @@ as :attr:`FeatureTable.augmented`, apart from the rows of the originals.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator, Sequence
+import contextlib
 import hashlib
 import itertools
 import json
+import os
+import warnings
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -30,7 +32,7 @@ from bloodcli.io.datasets import Dataset, Sample, crop
 from bloodcli.io.images import content_hash, decode_image, read_bytes
 from bloodcli.pipeline.cache import FeatureCache
 from bloodcli.pipeline.options import ProgressCallback
-from bloodcli.pipeline.parallel import in_order, one_opencv_thread, one_thread_per_worker, resolve_jobs
+from bloodcli.pipeline.parallel import in_directory, in_order, one_opencv_thread, one_thread_per_worker, resolve_jobs
 from bloodcli.pipeline.plan import FeatureSettings
 from bloodcli.pipeline.table import AugmentedRows, FeatureTable
 
@@ -190,17 +192,19 @@ def extract_features(
 
     total_steps = n * (int(bool(per_image)) + len(batched))
     advance = (lambda: progress(1, total_steps)) if progress else (lambda: None)
+    # Closed at once on an error: a worker pool's generator left to the garbage collector would shut the
+    # shared pool down in the middle of a later call.
     if per_image:
-        results = _run_per_image(items, per_image, preprocessing, cache, jobs, executor)
-        for index, result in enumerate(results):
-            record(index, result, per_image)
-            advance()
+        with contextlib.closing(_run_per_image(items, per_image, preprocessing, cache, jobs, executor)) as results:
+            for index, result in enumerate(results):
+                record(index, result, per_image)
+                advance()
     for extractor in batched:
         todo = [i for i in range(n) if i not in errors]
-        batches = _run_batched(items, todo, keys, extractor, preprocessing, cache, batch_size)
-        for index, result in batches:
-            record(index, result, [extractor])
-            advance()
+        with contextlib.closing(_run_batched(items, todo, keys, extractor, preprocessing, cache, batch_size)) as batches:
+            for index, result in batches:
+                record(index, result, [extractor])
+                advance()
     failed = {}  # sample index -> first error of the sample or any of its copies
     for index in sorted(errors):
         failed.setdefault(source[index], errors[index])
@@ -255,7 +259,8 @@ def _run_per_image(items, extractors, preprocessing, cache, jobs, executor=None)
     # A stop on a bad image cancels the chunks in flight on purpose: joblib's warning about it is noise.
     warnings.filterwarnings("ignore", message=r"\d+ tasks (which were still being processed|have been successfully executed)", category=UserWarning)
     parallel = joblib.Parallel(n_jobs=workers, return_as="generator")
-    return (result for chunk in parallel(joblib.delayed(_extract_chunk)(c, *arguments) for c in chunks) for result in chunk)
+    tasks = (joblib.delayed(in_directory)(os.getcwd(), _extract_chunk, c, *arguments) for c in chunks)
+    return (result for chunk in parallel(tasks) for result in chunk)
 
 
 def _in_process(items, arguments) -> Iterator[_SampleResult]:

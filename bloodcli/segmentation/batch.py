@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -79,14 +81,16 @@ def segment_files(
     task = (out_dir, method, params, crops, overlays, voc_dir, mask_dir, evaluate)
     records = _Records(out_dir / ".done")
     results = []
-    for result in _run(paths, names, [records.finished.get(n) for n in names], task, jobs, executor):
-        if result.failure is not None and not skip_errors:
-            records.flush()
-            raise ImageReadError(result.image, result.failure)
-        results.append(result)
-        records.add(names[len(results) - 1], result)
-        if progress is not None:
-            progress(1, len(paths))
+    # Closed at once on an error: a pool's generator left to the garbage collector would stop a later call's pool.
+    with contextlib.closing(_run(paths, names, [records.finished.get(n) for n in names], task, jobs, executor)) as run:
+        for result in run:
+            if result.failure is not None and not skip_errors:
+                records.flush()
+                raise ImageReadError(result.image, result.failure)
+            results.append(result)
+            records.add(names[len(results) - 1], result)
+            if progress is not None:
+                progress(1, len(paths))
     records.flush()
     return _finish(out_dir, results, evaluate)
 
@@ -147,8 +151,10 @@ def _run(paths, names, finished, task, jobs: int, executor=None):
         return _in_process(items, task)
     import joblib
 
+    from bloodcli.pipeline.parallel import in_directory
+
     parallel = joblib.Parallel(n_jobs=min(jobs, len(paths)), return_as="generator", batch_size=4)
-    return parallel(joblib.delayed(_segment_in_worker)(*item, *task) for item in items)
+    return parallel(joblib.delayed(in_directory)(os.getcwd(), _segment_in_worker, *item, *task) for item in items)
 
 
 def _in_process(items, task):
