@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bloodcli.errors import ImageReadError, UsageError
+from bloodcli.errors import DatasetError, ImageReadError, UsageError
 from bloodcli.features import parse_feature_names, parse_feature_sets
 from bloodcli.imaging.augmentation import Augmentation
 from bloodcli.imaging.preprocessing import Preprocessing
@@ -214,7 +214,7 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
 
     Returns the :class:`~bloodcli.segmentation.batch.SegmentRun` and the input files that could not be listed.
     """
-    from bloodcli.segmentation.batch import segment_files
+    from bloodcli.segmentation.batch import exclude_segment_outputs, segment_files
 
     options = options or ExecutionOptions()
     for option, folder in (("--evaluate", voc_dir), ("--masks", mask_dir)):
@@ -222,6 +222,9 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
             raise UsageError(f"{option} {folder}: not a folder")
     dataset = load_inputs(inputs, skip_errors=options.skip_errors)
     paths = list(dict.fromkeys(s.path for s in dataset.samples))  # a VOC folder lists an image once per box
+    paths = exclude_segment_outputs(paths, [Path(i) for i in inputs if Path(i).is_dir()], Path(out_dir))
+    if not paths:
+        raise DatasetError(f"no input images outside the output folder {out_dir} and earlier segment outputs")
     with compute_backend(options.scheduler) as client:
         run = segment_files(paths, out_dir, method, params, crops=crops, voc_dir=voc_dir, mask_dir=mask_dir,
                             jobs=options.workers, skip_errors=options.skip_errors, progress=options.progress,

@@ -28,7 +28,7 @@ from bloodcli.io.datasets import Dataset, Sample, crop
 from bloodcli.io.images import content_hash, decode_image, read_bytes
 from bloodcli.pipeline.cache import FeatureCache
 from bloodcli.pipeline.options import ProgressCallback
-from bloodcli.pipeline.parallel import in_order, resolve_jobs
+from bloodcli.pipeline.parallel import in_order, resolve_jobs, worker_pool
 from bloodcli.pipeline.plan import FeatureSettings
 from bloodcli.pipeline.table import AugmentedRows, FeatureTable
 
@@ -244,7 +244,7 @@ def _run_per_image(items, extractors, preprocessing, cache, jobs, executor=None)
     if workers <= 1:
         return (_process_sample(item, *arguments) for item in items)
     chunks = _chunks(items, max(1, min(16, len(items) // (4 * workers))))
-    parallel = joblib.Parallel(n_jobs=workers, return_as="generator")
+    parallel = worker_pool(workers, return_as="generator")
     return (result for chunk in parallel(joblib.delayed(_extract_chunk)(c, *arguments) for c in chunks) for result in chunk)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,6 +79,27 @@ def segment_files(
     return _finish(out_dir, results, evaluate)
 
 
+def is_segment_output(folder: Path) -> bool:
+    """True for a folder 'bloodcli segment' wrote (its resume records, or its tables beside its label masks)."""
+    return (folder / ".done").is_dir() or ((folder / "counts.csv").is_file() and (folder / "labels").is_dir())
+
+
+def exclude_segment_outputs(paths: list[Path], input_dirs: list[Path], out_dir: Path) -> list[Path]:
+    """``paths`` without the images inside ``out_dir``, or inside an earlier output folder under an input folder.
+
+    Otherwise ``segment DIR -o DIR/seg`` run twice would segment its own masks, overlays and crops.
+    """
+    out_dir = out_dir.resolve()
+    roots = {d.resolve() for d in input_dirs}
+    kept = []
+    for path in paths:
+        resolved = path.resolve()
+        below = list(itertools.takewhile(lambda folder: folder not in roots, resolved.parents))
+        if out_dir not in resolved.parents and (len(below) == len(resolved.parents) or not any(map(is_segment_output, below))):
+            kept.append(path)
+    return kept
+
+
 def _unique_names(paths: list[Path]) -> list[str]:
     """Output name of each image: its stem, suffixed where two inputs share one."""
     seen: dict[str, int] = {}
@@ -99,7 +121,9 @@ def _run(paths, names, task, jobs: int, executor=None):
         return (_segment_one(p, n, *task) for p, n in zip(paths, names))
     import joblib
 
-    parallel = joblib.Parallel(n_jobs=min(jobs, len(paths)), return_as="generator", batch_size=4)
+    from bloodcli.pipeline.parallel import worker_pool
+
+    parallel = worker_pool(min(jobs, len(paths)), return_as="generator", batch_size=4)
     return parallel(joblib.delayed(_segment_one)(p, n, *task) for p, n in zip(paths, names))
 
 
