@@ -28,7 +28,7 @@ _UMASK = _current_umask()  # read once at import: os.umask can only be read by s
 
 #: Errors that mean the storage refused the write, as opposed to a bug in the code writing.
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
-                  errno.EISDIR, errno.ENOTDIR}  # fmt: skip
+                  errno.EISDIR, errno.ENOTDIR, errno.EEXIST}  # fmt: skip
 
 
 def writes_in_place(path: str | os.PathLike) -> bool:

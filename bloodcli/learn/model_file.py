@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import json
 import platform
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -123,7 +125,8 @@ class TrainedModel:
                 settings = _settings(manifest, path)
                 estimator = _deserialise_estimator(archive, path, len(manifest["classes"]), len(manifest["feature_names"]))
                 keys = _training_keys(archive, path)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, EOFError, OSError, NotImplementedError) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, KeyError, ValueError, EOFError, OSError,
+                NotImplementedError) as exc:  # what a damaged archive raises while it is read
             raise ModelFileError(f"{path}: not a bloodcli model or the file is damaged ({exc})") from None
         model = cls(
             manifest["model"], estimator, list(manifest["classes"]), settings, list(manifest["feature_names"]),
