@@ -196,8 +196,9 @@ def cli(code: str, args, timeout: float, memory_gb: float, fifo_reader: Path | N
     else:
         code_ = f"signal {signal_.group(1)}" if signal_ else status.group(1) if status else "?"
         lines = [line for line in stderr.splitlines() if line and not line.startswith(("\t", "Command "))]
-        telling = [line for line in lines if re.search(r"error|warning|Invalid value|samples,|terminated", line)]
-        message = (telling or lines or [""])[0][:130]
+        telling = [next((line for line in lines if re.search(pattern, line)), None)
+                   for pattern in (r"error|Invalid value|terminated", r"warning", r"samples,")]  # fmt: skip
+        message = next((line for line in [*telling, *lines] if line), "")[:130]
     if orphans and peak is not None:
         message += f" / {orphans} process(es) left running"
     if reader is not None:
