@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bloodcli.errors import ImageReadError, UsageError
+from bloodcli.errors import DatasetError, ImageReadError, UsageError
 from bloodcli.features import parse_feature_names, parse_feature_sets
 from bloodcli.imaging.augmentation import Augmentation
 from bloodcli.imaging.preprocessing import Preprocessing
@@ -274,9 +274,9 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
     ``labels``, an ``image,label`` CSV, ``labelled_crops.csv``) that ``train`` reads with smears as groups.
     Returns the :class:`~bloodcli.segmentation.batch.SegmentRun` and the input files that could not be listed.
     """
-    from bloodcli.segmentation.batch import segment_files
-    from bloodcli.segmentation.scoring import check_truth_found
+    from bloodcli.segmentation.batch import exclude_segment_outputs, segment_files
     from bloodcli.segmentation.manifest import read_labels, write_manifests
+    from bloodcli.segmentation.scoring import check_truth_found
 
     options = options or ExecutionOptions()
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
@@ -289,6 +289,9 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
     named = read_labels(labels) if labels is not None else None
     dataset = load_inputs(inputs, skip_errors=options.skip_errors)
     paths = list(dict.fromkeys(s.path for s in dataset.samples))  # a VOC folder lists an image once per box
+    paths = exclude_segment_outputs(paths, [Path(i) for i in inputs if Path(i).is_dir()], Path(out_dir))
+    if not paths:
+        raise DatasetError(f"no input images outside the output folder {out_dir} and earlier segment outputs")
     check_truth_found(paths, voc_dir, mask_dir)
     # Absolute: worker processes outlive this call and keep the working directory they started in.
     out_dir, voc_dir, mask_dir = (None if p is None else Path(p).absolute() for p in (out_dir, voc_dir, mask_dir))

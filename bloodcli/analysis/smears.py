@@ -94,7 +94,7 @@ def analyze_smears(paths: list[Path], model: TrainedModel, out_dir: str | Path, 
     check_min_confidence(min_confidence)
     out_dir = Path(out_dir)
     with compute_backend(options.scheduler) as client:
-        run = segment_files(paths, out_dir / SEGMENTATION_DIR, method, params, jobs=options.workers,
+        run = segment_files(paths, out_dir / SEGMENTATION_DIR, method, params, overlays=True, jobs=options.workers,  # the report shows them
                             skip_errors=options.skip_errors, progress=options.progress, executor=client)  # fmt: skip
     frame = Framing.of(model.profile)
     names = dict(zip(map(str, paths), _unique_names(paths)))

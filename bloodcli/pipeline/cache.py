@@ -22,13 +22,16 @@ import contextlib
 import functools
 import hashlib
 import io
+import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bloodcli.errors import OutputWriteError
 from bloodcli.io.files import atomic_write
 
 CACHE_ENV = "BLOODCLI_CACHE_DIR"
@@ -40,6 +43,18 @@ def default_cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "bloodcli"
+
+
+#: Cache folders this process found it cannot write to: each is warned about once, then only read.
+_UNWRITABLE: set[Path] = set()
+
+
+def _warn_unwritable(root: Path, exc: Exception) -> None:
+    if root in _UNWRITABLE:
+        return
+    _UNWRITABLE.add(root)
+    cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    logging.getLogger("bloodcli").warning(f"cannot write to the feature cache {root} ({cause}): going on without storing features there")
 
 
 ENTRY_SUFFIX = ".feat"
@@ -72,10 +87,26 @@ class FeatureCache:
     """A feature cache rooted at ``root``; ``root=None`` disables caching."""
 
     root: Path | None
+    writable: bool = True  # False: entries are read but never written (see :meth:`checked`)
 
     def __post_init__(self):
         if self.root is not None:  # accept str paths from Python callers
             object.__setattr__(self, "root", Path(self.root))
+
+    @classmethod
+    def checked(cls, root: Path | None) -> "FeatureCache":
+        """The cache at ``root``, read-only (after one warning) when nothing can be written there."""
+        cache = cls(root)
+        if root is None:
+            return cache
+        try:
+            cache.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=cache.root):
+                pass
+        except OSError as exc:
+            _warn_unwritable(cache.root, exc)
+            return cls(root, writable=False)
+        return cache
 
     def entry_path(self, namespace: str, key: str) -> Path:
         return Path(self._entry_file(namespace, key))
@@ -96,15 +127,25 @@ class FeatureCache:
                 return values
         except FileNotFoundError:
             return None
-        except Exception:  # truncated or foreign file: recompute  # noqa: BLE001
+        except Exception:  # truncated, foreign or unreadable file: recompute  # noqa: BLE001
             pass
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(path)
         return None
 
     def put(self, namespace: str, key: str, values: np.ndarray) -> None:
-        if self.root is None:
+        """Store an entry; a cache that cannot be written (full, read-only, removed) is a warning, not an error."""
+        if self.root is None or not self.writable or self.root in _UNWRITABLE:
             return
+        try:
+            self._write(namespace, key, values)
+        except FileNotFoundError:  # the folder was removed meanwhile: the next write recreates it
+            with contextlib.suppress(OSError, OutputWriteError):
+                self._write(namespace, key, values)
+        except (OSError, OutputWriteError) as exc:
+            _warn_unwritable(self.root, exc)
+
+    def _write(self, namespace: str, key: str, values: np.ndarray) -> None:
         values = np.ascontiguousarray(values)
         buffer = io.BytesIO()
         buffer.write(_checksum(values))

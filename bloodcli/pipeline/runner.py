@@ -32,7 +32,7 @@ from bloodcli.io.datasets import Dataset, Sample, crop
 from bloodcli.io.images import content_hash, decode_image, read_bytes
 from bloodcli.pipeline.cache import FeatureCache
 from bloodcli.pipeline.options import ProgressCallback
-from bloodcli.pipeline.parallel import in_directory, in_order, one_opencv_thread, one_thread_per_worker, resolve_jobs
+from bloodcli.pipeline.parallel import in_directory, in_order, one_opencv_thread, one_thread_per_worker, resolve_jobs, worker_pool
 from bloodcli.pipeline.plan import FeatureSettings
 from bloodcli.pipeline.table import AugmentedRows, FeatureTable
 
@@ -258,7 +258,7 @@ def _run_per_image(items, extractors, preprocessing, cache, jobs, executor=None)
 
     # A stop on a bad image cancels the chunks in flight on purpose: joblib's warning about it is noise.
     warnings.filterwarnings("ignore", message=r"\d+ tasks (which were still being processed|have been successfully executed)", category=UserWarning)
-    parallel = joblib.Parallel(n_jobs=workers, return_as="generator")
+    parallel = worker_pool(workers, return_as="generator")
     tasks = (joblib.delayed(in_directory)(os.getcwd(), _extract_chunk, c, *arguments) for c in chunks)
     return (result for chunk in parallel(tasks) for result in chunk)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import os
 import time
@@ -82,16 +83,17 @@ def segment_files(
     records = _Records(out_dir / ".done")
     results = []
     # Closed at once on an error: a pool's generator left to the garbage collector would stop a later call's pool.
-    with contextlib.closing(_run(paths, names, [records.finished.get(n) for n in names], task, jobs, executor)) as run:
-        for result in run:
-            if result.failure is not None and not skip_errors:
-                records.flush()
-                raise ImageReadError(result.image, result.failure)
-            results.append(result)
-            records.add(names[len(results) - 1], result)
-            if progress is not None:
-                progress(1, len(paths))
-    records.flush()
+    try:
+        with contextlib.closing(_run(paths, names, [records.finished.get(n) for n in names], task, jobs, executor)) as run:
+            for result in run:
+                if result.failure is not None and not skip_errors:
+                    raise ImageReadError(result.image, result.failure)
+                results.append(result)
+                records.add(names[len(results) - 1], result)
+                if progress is not None:
+                    progress(1, len(paths))
+    finally:
+        records.flush()  # the images finished so far survive an error or an interruption
     return _finish(out_dir, results, evaluate)
 
 
@@ -129,6 +131,27 @@ class _Records:
         self.pending, self.since = [], time.monotonic()
 
 
+def is_segment_output(folder: Path) -> bool:
+    """True for a folder 'bloodcli segment' wrote (its resume records, or its tables beside its label masks)."""
+    return (folder / ".done").is_dir() or ((folder / "counts.csv").is_file() and (folder / "labels").is_dir())
+
+
+def exclude_segment_outputs(paths: list[Path], input_dirs: list[Path], out_dir: Path) -> list[Path]:
+    """``paths`` without the images inside ``out_dir``, or inside an earlier output folder under an input folder.
+
+    Otherwise ``segment DIR -o DIR/seg`` run twice would segment its own masks, overlays and crops.
+    """
+    out_dir = out_dir.resolve()
+    roots = {d.resolve() for d in input_dirs}
+    kept = []
+    for path in paths:
+        resolved = path.resolve()
+        below = list(itertools.takewhile(lambda folder: folder not in roots, resolved.parents))
+        if out_dir not in resolved.parents and (len(below) == len(resolved.parents) or not any(map(is_segment_output, below))):
+            kept.append(path)
+    return kept
+
+
 def _unique_names(paths: list[Path]) -> list[str]:
     """Output name of each image: its stem, suffixed where two inputs share one."""
     seen: dict[str, int] = {}
@@ -151,9 +174,9 @@ def _run(paths, names, finished, task, jobs: int, executor=None):
         return _in_process(items, task)
     import joblib
 
-    from bloodcli.pipeline.parallel import in_directory
+    from bloodcli.pipeline.parallel import in_directory, worker_pool
 
-    parallel = joblib.Parallel(n_jobs=min(jobs, len(paths)), return_as="generator", batch_size=4)
+    parallel = worker_pool(min(jobs, len(paths)), return_as="generator", batch_size=4)
     return parallel(joblib.delayed(in_directory)(os.getcwd(), _segment_in_worker, *item, *task) for item in items)
 
 
