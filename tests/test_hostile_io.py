@@ -271,3 +271,13 @@ def test_segment_never_reads_its_own_or_an_earlier_output_folder(tmp_path):
         assert result.exit_code == 0, result.output
         counts.append(json.loads(result.stdout)["n_images"])
     assert counts == [2, 2, 2]
+
+
+def test_an_image_too_large_for_the_feature_code_is_refused_after_decoding(tmp_path):
+    """Below the decode limit, yet 17 megapixels of cell-mask search and texture would cost gigabytes and minutes."""
+    folder = tmp_path / "big"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        Image.new("RGB", (4200, 4100), (230, 220, 210)).save(folder / label / "wide.png")
+    result = CliRunner().invoke(app, ["extract", str(folder), "-o", str(tmp_path / "f.npz"), "--no-cache", "-j", "1"])
+    assert result.exit_code == 3 and "4200x4100 pixels is more than features are computed on (16,777,216)" in result.stderr, result.output

@@ -27,7 +27,7 @@ import numpy as np
 from bloodcli.errors import DatasetError, ImageReadError, UsageError
 from bloodcli.features.base import CellImage, FeatureExtractor
 from bloodcli.imaging.augmentation import Augmentation
-from bloodcli.imaging.preprocessing import Preprocessing
+from bloodcli.imaging.preprocessing import MAX_SIDE, Preprocessing
 from bloodcli.io.datasets import Dataset, Sample, crop
 from bloodcli.io.images import content_hash, decode_image, read_bytes
 from bloodcli.pipeline.cache import FeatureCache
@@ -51,12 +51,22 @@ def sample_key(data: bytes, sample: Sample) -> str:
     return digest if sample.box is None else f"{digest}-{'_'.join(map(str, sample.box))}"
 
 
+#: Most pixels features are computed on (a 4096 x 4096 image): cells and smears are far smaller, and the
+#: feature code's memory and time grow with the pixels (an 88-megapixel image took 12 GB and minutes).
+FEATURE_PIXEL_LIMIT = MAX_SIDE * MAX_SIDE
+
+
 def load_sample_image(data: bytes, sample: Sample, preprocessing: Preprocessing, augment=None) -> np.ndarray:
     """Decode, crop, augment (``augment(image)``, when given) and preprocess one sample's image."""
     image = crop(decode_image(data, sample.path), sample.box)
     if image.shape[0] < 2 or image.shape[1] < 2:
         raise ImageReadError(sample.id, f"image or box too small ({image.shape[1]}x{image.shape[0]} pixels)")
-    return preprocessing.apply(image if augment is None else augment(image))
+    image = preprocessing.apply(image if augment is None else augment(image))
+    if image.shape[0] * image.shape[1] > FEATURE_PIXEL_LIMIT:
+        raise ImageReadError(sample.id, f"{image.shape[1]}x{image.shape[0]} pixels is more than features are computed on "
+                                        f"({FEATURE_PIXEL_LIMIT:,}): crop the cells (boxes in a manifest, or "
+                                        "'segment --crops') or downscale the image")  # fmt: skip
+    return image
 
 
 @dataclass(frozen=True)
