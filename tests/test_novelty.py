@@ -84,3 +84,12 @@ def test_a_limit_from_few_training_rows_expects_more_crossings():
     values = rng.normal(0, 1, (10, 5))
     values[:3] = envelope.center + 0.9 * envelope.limit * 5 * envelope.scale  # 3 of 10 just outside
     assert envelope.outside(values)[:3].all() and envelope.warning(values) is None
+
+
+def test_analyze_warns_when_the_white_cells_of_another_lab_lie_outside(tmp_path):
+    """Crops resized to the training size hide the lab from the image profile; the feature envelope still sees it."""
+    model = tmp_path / "pbc.bcm"
+    assert run("train", SAMPLE / "pbc", "-m", "logreg", "-o", model).exit_code == 0
+    result = run("analyze", *sorted((SAMPLE / "bccd" / "JPEGImages").glob("*.jpg")), "--model", model, "--out-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "inputs lie farther from every training class" in result.stderr, result.stderr

@@ -114,8 +114,12 @@ def analyze_smears(paths: list[Path], model: TrainedModel, out_dir: str | Path, 
                 cell.probabilities = [round(float(p), 6) for p in probabilities[row]]
                 cell.label = model.classes[int(np.argmax(probabilities[row]))]
         failures += table.failures
-        if model.profile is not None:
-            warning = data_profile.input_warning(model.profile, data_profile.profile_samples(dataset.samples), "the white-cell crops")
+        warnings = [
+            data_profile.input_warning(model.profile, data_profile.profile_samples(dataset.samples), "the white-cell crops")
+            if model.profile is not None else None,
+            model.envelope.warning(table.values) if model.envelope is not None else None,  # crops resized alike, colour off
+        ]  # fmt: skip
+        warning = "; ".join(w for w in warnings if w) or None
     return Analysis(out_dir, model.name, list(model.classes), min_confidence, frame, smears, failures, warning, run.n_resumed)
 
 
