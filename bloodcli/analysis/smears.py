@@ -29,7 +29,7 @@ from bloodcli.pipeline import data_profile
 from bloodcli.pipeline.featurize import featurize_like
 from bloodcli.pipeline.options import ExecutionOptions
 from bloodcli.pipeline.parallel import compute_backend
-from bloodcli.segmentation.batch import _unique_names, segment_files
+from bloodcli.segmentation.batch import unique_names, segment_files
 
 #: Default ``--min-confidence``: a white cell whose top class probability is below it is flagged for review.
 MIN_CONFIDENCE = 0.5
@@ -97,7 +97,7 @@ def analyze_smears(paths: list[Path], model: TrainedModel, out_dir: str | Path, 
         run = segment_files(paths, out_dir / SEGMENTATION_DIR, method, params, overlays=True, jobs=options.workers,  # the report shows them
                             skip_errors=options.skip_errors, progress=options.progress, executor=client)  # fmt: skip
     frame = Framing.of(model.profile)
-    names = dict(zip(map(str, paths), _unique_names(paths)))
+    names = dict(zip(map(str, paths), unique_names(paths)))
     smears = [SmearResult(row["image"], names[row["image"]], {k: int(row[k]) for k in ("RBC", "WBC", "platelet")}, [])
               for row in run.counts]  # fmt: skip
     cells = _crop_white_cells(out_dir, smears, frame)

@@ -77,7 +77,7 @@ def segment_files(
     params = params or SegmentationParams()
     check_method(method)
     out_dir = Path(out_dir)
-    names = _unique_names(paths)
+    names = unique_names(paths)
     evaluate = voc_dir is not None or mask_dir is not None
     task = (out_dir, method, params, crops, overlays, voc_dir, mask_dir, evaluate)
     records = _Records(out_dir / ".done")
@@ -152,7 +152,7 @@ def exclude_segment_outputs(paths: list[Path], input_dirs: list[Path], out_dir: 
     return kept
 
 
-def _unique_names(paths: list[Path]) -> list[str]:
+def unique_names(paths: list[Path]) -> list[str]:
     """Output name of each image: its stem, suffixed where two inputs share one."""
     seen: dict[str, int] = {}
     names = []
