@@ -338,11 +338,7 @@ def model_info(path: str | Path | None, trained: TrainedModel | None = None) -> 
     """
     from bloodcli.learn.model_file import MODEL_FORMAT, read_manifest
 
-    if trained is not None:
-        manifest = {"model": trained.name, "classes": trained.classes, "settings": trained.settings.to_dict(),
-                    "feature_names": trained.feature_names, "provenance": trained.provenance, "metrics": trained.metrics}  # fmt: skip
-    else:
-        manifest = read_manifest(path)
+    manifest = trained.manifest() if trained is not None else read_manifest(path)
     return {
         "file": None if path is None else Path(path).name,
         "sha256": None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from bloodcli.errors import UsageError
-from bloodcli.features.base import CellImage, FeatureExtractor
+from bloodcli.features.base import CHANNELS, CellImage, FeatureExtractor
 from bloodcli.imaging.stain import hematoxylin_channel
 
 GLCM_PROPERTIES = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM", "entropy")
@@ -125,10 +125,8 @@ class GLCMExtractor(FeatureExtractor):
             raise UsageError("glcm distances must be positive integers")
         if not self.params["angles"]:
             raise UsageError("glcm needs at least one angle")
-        if self.params["region"] not in ("cell", "image"):
-            raise UsageError("glcm region must be 'cell' or 'image'")
-        if self.params["channel"] not in ("gray", "hematoxylin"):
-            raise UsageError("glcm channel must be 'gray' or 'hematoxylin'")
+        self.check_choice("region", ("cell", "image"))
+        self.check_choice("channel", CHANNELS)
 
     def feature_names(self) -> list[str]:
         return [

@@ -111,9 +111,9 @@ class TrainedModel:
                 f"but the model was trained on {self.settings.describe()}"
             )
 
-    def save(self, path: str | Path) -> None:
-        """Write the model file atomically (an existing file is replaced only on success)."""
-        manifest = {
+    def manifest(self) -> dict:
+        """What the model file's ``manifest.json`` says about this model (:func:`read_manifest` reads it back)."""
+        return {
             "format": MODEL_FORMAT,
             "model": self.name,
             "classes": self.classes,
@@ -123,6 +123,10 @@ class TrainedModel:
             "metrics": self.metrics,
             "training_profile": self.profile,
         }
+
+    def save(self, path: str | Path) -> None:
+        """Write the model file atomically (an existing file is replaced only on success)."""
+        manifest = self.manifest()
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("manifest.json", json.dumps(manifest, indent=2, default=_json_default))

@@ -61,12 +61,11 @@ def load_sample_image(data: bytes, sample: Sample, preprocessing: Preprocessing,
     image = crop(decode_image(data, sample.path), sample.box)
     if image.shape[0] < 2 or image.shape[1] < 2:
         raise ImageReadError(sample.id, f"image or box too small ({image.shape[1]}x{image.shape[0]} pixels)")
-    image = preprocessing.apply(image if augment is None else augment(image))
-    if image.shape[0] * image.shape[1] > FEATURE_PIXEL_LIMIT:
+    if preprocessing.resize is None and image.shape[0] * image.shape[1] > FEATURE_PIXEL_LIMIT:  # before any work on it
         raise ImageReadError(sample.id, f"{image.shape[1]}x{image.shape[0]} pixels is more than features are computed on "
                                         f"({FEATURE_PIXEL_LIMIT:,}): crop the cells (boxes in a manifest, or "
                                         "'segment --crops') or downscale the image")  # fmt: skip
-    return image
+    return preprocessing.apply(image if augment is None else augment(image))
 
 
 @dataclass(frozen=True)
