@@ -26,7 +26,6 @@ import joblib
 import numpy as np
 
 from bloodcli.imaging.augmentation import hed_jitter
-from bloodcli.io.datasets import read_voc_boxes
 from bloodcli.io.files import atomic_write
 from bloodcli.io.images import read_image
 from bloodcli.segmentation.scoring import find_truth, score_image, summarize

@@ -15,42 +15,38 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bloodcli.errors import ImageReadError, UsageError
+from bloodcli.errors import DatasetError, ImageReadError, UsageError
 from bloodcli.features import extractor_kind, parse_feature_names, parse_feature_sets
 from bloodcli.imaging.augmentation import Augmentation
 from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.io.datasets import Dataset, Sample, load_dataset, load_inputs
 from bloodcli.io.images import decode_image, read_bytes
 from bloodcli.learn.classifiers import DEFAULT_COMPARE_MODELS, classifier_entry, parse_models
-from bloodcli.learn.compare import ComparisonResult, check_metric, compare_configs
 from bloodcli.learn.labels import most_likely
-from bloodcli.learn.model_file import TrainedModel, train_model
+from bloodcli.learn.model_checks import CNN_MODEL
+from bloodcli.learn.model_file import TrainedModel
 from bloodcli.learn.models import AnyModel, check_no_weights, is_cnn, load_model
-from bloodcli.learn.splits import TrainingRows
-from bloodcli.learn.validation import (
-    EvaluationResult,
-    ExternalTest,
-    augmentation_note,
-    check_class_sizes,
-    cross_validate,
-    fit_and_test,
-    holdout_evaluate,
-)
-from bloodcli.pipeline import data_profile
 from bloodcli.pipeline import featurize as features
 from bloodcli.pipeline.options import ExecutionOptions
 from bloodcli.pipeline.parallel import compute_backend
 from bloodcli.pipeline.plan import Plan
 from bloodcli.pipeline.table import FeatureTable
 from bloodcli.pipeline.union import extract_union
+
+if TYPE_CHECKING:
+    from bloodcli.learn.compare import ComparisonResult
+    from bloodcli.learn.validation import EvaluationResult
+
+# Fitting and scoring modules (scikit-learn, SciPy) are imported by the workflows that fit or score,
+# so the command line starts in a fraction of a second and extraction never loads them.
 
 __all__ = [
     "Augmentation", "ExecutionOptions", "Plan", "Preprocessing", "analyze", "compare", "dataset_info", "evaluate", "featurize",
@@ -82,6 +78,9 @@ def train(table: FeatureTable, model: str = "svm", *, cv: int | None = None, tes
     originals, and all of them the final fit. With a Dask scheduler, joblib-parallel work (folds,
     forests) runs on the cluster and classifiers that can train there do.
     """
+    from bloodcli.learn.model_file import train_model
+    from bloodcli.learn.validation import check_class_sizes, cross_validate, holdout_evaluate
+
     options = options or ExecutionOptions()
     check_training(model, cv, test_size)
     Dataset(table.samples, "training data", "").require_classes(2)
@@ -118,6 +117,8 @@ def training_data(source, models: str | Sequence[str] = "svm", *, folds: int | N
     or for a classifier is refused before any feature is computed; a features file is returned as
     it is (:func:`train` checks its rows).
     """
+    from bloodcli.learn.validation import check_class_sizes
+
     if features.is_features_file(source):
         return source
     dataset = features.load_source(source, options or ExecutionOptions())
@@ -126,7 +127,7 @@ def training_data(source, models: str | Sequence[str] = "svm", *, folds: int | N
     return dataset
 
 
-CNN = "cnn"  # -m cnn: a fine-tuned network instead of a classifier on features (bloodcli.learn.cnn)
+CNN = CNN_MODEL  # -m cnn: a fine-tuned network instead of a classifier on features (bloodcli.learn.cnn)
 
 
 def train_cnn(source, settings=None, preprocessing: Preprocessing = Preprocessing(), *, cv: int | None = None,
@@ -144,6 +145,8 @@ def train_cnn(source, settings=None, preprocessing: Preprocessing = Preprocessin
     workflows.check_cnn_inputs(source, preprocessing)
     settings = workflows.prepare(settings, options)
     data = workflows.load_training_images(source, settings, preprocessing, options)
+    from bloodcli.learn.validation import check_class_sizes
+
     check_class_sizes(data.labels, data.groups, [], cv, test_size)
     model, result = workflows.train_cnn(data, settings, preprocessing, cv=cv, test_size=test_size, on_epoch=on_epoch)
     return model, result, data
@@ -183,6 +186,8 @@ class Predictions:
     failures: list[tuple[str, str]]
     #: One line when the inputs look unlike the model's training images (:func:`input_warning`), else None.
     warning: str | None = None
+    #: One line when many inputs are unlike every training class in feature space (:func:`novelty_warning`).
+    novelty: str | None = None
 
 
 def predict(model: AnyModel, inputs: Sequence[str | Path], options: ExecutionOptions | None = None,
@@ -198,7 +203,13 @@ def predict(model: AnyModel, inputs: Sequence[str | Path], options: ExecutionOpt
     table = featurize_for_model(model, list(map(str, inputs)), options, labelled=False, weights=weights)
     probabilities = model.predict_proba(table.values)
     return Predictions([s.id for s in table.samples], most_likely(probabilities, model.classes), probabilities,
-                       model.classes, table.failures, input_warning(model, table.samples))  # fmt: skip
+                       model.classes, table.failures, input_warning(model, table.samples),
+                       novelty_warning(model, table.values))  # fmt: skip
+
+
+def novelty_warning(model: TrainedModel, values: np.ndarray) -> str | None:
+    """One line when many rows lie outside the model's training classes in feature space (:mod:`bloodcli.learn.novelty`)."""
+    return None if model.envelope is None else model.envelope.warning(values)
 
 
 def input_warning(model: AnyModel, samples: Sequence[Sample]) -> str | None:
@@ -207,6 +218,8 @@ def input_warning(model: AnyModel, samples: Sequence[Sample]) -> str | None:
     Compares a profile of up to :data:`~bloodcli.pipeline.data_profile.PROFILE_IMAGES` inputs with the one the
     model file records; models without a recorded profile give None.
     """
+    from bloodcli.pipeline import data_profile
+
     if model.profile is None:
         return None
     return data_profile.input_warning(model.profile, data_profile.profile_samples(list(samples)))
@@ -220,10 +233,13 @@ def evaluate(model: TrainedModel, table: FeatureTable, label_map: Mapping[str, s
     ``compare --test``. ``n_seen_in_training`` counts samples the model was trained on, so a
     score on training data is never mistaken for a held-out score.
     """
+    from bloodcli.learn.validation import ExternalTest
+
     source = table.samples[0].path.parent if table.samples else "dataset"
     test = ExternalTest.of(source, table, model.classes, model.training_keys, label_map)
     metrics = test.metrics(model.predict_proba(test.values))
     metrics["input_warning"] = input_warning(model, table.samples)
+    metrics["novelty_warning"] = novelty_warning(model, table.values)
     return metrics
 
 
@@ -245,6 +261,9 @@ def train_and_test(train_source, test_source, plan: Plan | None = None, options:
     them (:func:`featurize_for_model`): nothing of the test set reaches fitting. Test labels are
     aligned to the training classes as in :func:`evaluate`.
     """
+    from bloodcli.learn.splits import TrainingRows
+    from bloodcli.learn.validation import ExternalTest, augmentation_note, fit_and_test
+
     plan, options = plan or Plan.build(), options or ExecutionOptions()
     classifier_entry(plan.classifier)
     table = features.featurize(train_source, plan, options)
@@ -284,6 +303,9 @@ def compare(
     file (no image work at all). See :mod:`bloodcli.learn.compare`. ``networks``: CNN settings to fine-tune on the same
     folds, each also fused with every classical set (:mod:`bloodcli.learn.cnn.comparison`).
     """
+    from bloodcli.learn.compare import check_metric, compare_configs
+    from bloodcli.learn.validation import ExternalTest
+
     options = options or ExecutionOptions()
     sets, model_names = parse_feature_sets(feature_sets), parse_models(models)
     check_metric(metric)
@@ -319,15 +341,16 @@ def compare(
 
 
 def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed", params=None, *, crops: bool = False,
-            voc_dir=None, mask_dir=None, labels=None, options: ExecutionOptions | None = None):  # fmt: skip
+            overlays: bool = False, voc_dir=None, mask_dir=None, labels=None, options: ExecutionOptions | None = None):  # fmt: skip
     """Segment smear images (files, folders, globs or a VOC folder) into cells, writing ``out_dir``.
 
     With ``crops``, also writes the manifests of :mod:`bloodcli.segmentation.manifest` (``crops.csv``, and with
     ``labels``, an ``image,label`` CSV, ``labelled_crops.csv``) that ``train`` reads with smears as groups.
     Returns the :class:`~bloodcli.segmentation.batch.SegmentRun` and the input files that could not be listed.
     """
-    from bloodcli.segmentation.batch import segment_files
+    from bloodcli.segmentation.batch import exclude_segment_outputs, segment_files
     from bloodcli.segmentation.manifest import read_labels, write_manifests
+    from bloodcli.segmentation.scoring import check_truth_found
 
     options = options or ExecutionOptions()
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
@@ -338,12 +361,16 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
     if labels is not None and not crops:
         raise UsageError("--labels names crops: use it with --crops")
     named = read_labels(labels) if labels is not None else None
-    # Absolute: worker processes outlive this call and keep the working directory they started in.
-    out_dir, voc_dir, mask_dir = (None if p is None else Path(p).absolute() for p in (out_dir, voc_dir, mask_dir))
     dataset = load_inputs(inputs, skip_errors=options.skip_errors)
     paths = list(dict.fromkeys(s.path for s in dataset.samples))  # a VOC folder lists an image once per box
+    paths = exclude_segment_outputs(paths, [Path(i) for i in inputs if Path(i).is_dir()], Path(out_dir))
+    if not paths:
+        raise DatasetError(f"no input images outside the output folder {out_dir} and earlier segment outputs")
+    check_truth_found(paths, voc_dir, mask_dir)
+    # Absolute: worker processes outlive this call and keep the working directory they started in.
+    out_dir, voc_dir, mask_dir = (None if p is None else Path(p).absolute() for p in (out_dir, voc_dir, mask_dir))
     with compute_backend(options.scheduler) as client:
-        run = segment_files(paths, out_dir, method, params, crops=crops, voc_dir=voc_dir, mask_dir=mask_dir,
+        run = segment_files(paths, out_dir, method, params, crops=crops, overlays=overlays, voc_dir=voc_dir, mask_dir=mask_dir,
                             jobs=options.workers, skip_errors=options.skip_errors, progress=options.progress,
                             executor=client)  # fmt: skip
     run.failures = list(dataset.problems) + run.failures
@@ -376,20 +403,15 @@ def dataset_info(source: str | Path, skip_errors: bool = True, check_images: boo
     }
 
 
-def model_info(path: str | Path | None, trained: TrainedModel | None = None) -> dict:
-    """What a model file records: its name and SHA-256, classifier, classes, feature settings, provenance and
-    held-out metrics. ``trained``: the model of ``path`` already loaded, or a model never saved (``path`` None)."""
-    from bloodcli.learn.model_file import MODEL_FORMAT
+def model_info(path: str | Path | None, trained: AnyModel | None = None) -> dict:
+    """What a model file records (:func:`bloodcli.learn.models.describe`), read from its manifest alone.
 
-    trained = trained or load_model(path)
-    inputs = ({"network": trained.settings.to_dict(), "preprocessing": trained.preprocessing.to_dict()} if is_cnn(trained)
-              else {"features": trained.settings.to_dict(), "n_features": len(trained.feature_names)})  # fmt: skip
-    return {
-        "file": None if path is None else Path(path).name,
-        "sha256": None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest(),  # loading read it all too
-        "format": MODEL_FORMAT, "model": trained.name, "classes": trained.classes, **inputs,
-        "provenance": trained.provenance, "metrics": trained.metrics,
-    }  # fmt: skip
+    ``trained``: the model of ``path`` already loaded, or a model never saved (``path`` None).
+    """
+    from bloodcli.learn.model_file import read_manifest
+    from bloodcli.learn.models import describe
+
+    return describe(trained.manifest() if trained is not None else read_manifest(path), path)
 
 
 def info(target: str | Path) -> dict:
@@ -420,6 +442,7 @@ def analyze(inputs: Sequence[str], model: TrainedModel, out_dir: str | Path, met
     check_min_confidence(min_confidence)
     dataset = load_inputs(inputs, skip_errors=options.skip_errors)
     paths = list(dict.fromkeys(s.path for s in dataset.samples))
+    out_dir = Path(out_dir).absolute()  # worker processes keep the working directory they started in
     analysis = analyze_smears(paths, model, out_dir, method, params, min_confidence=min_confidence, options=options,
                               weights=weights)  # fmt: skip
     analysis.failures = list(dataset.problems) + analysis.failures

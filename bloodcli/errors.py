@@ -8,7 +8,9 @@ Exit codes (documented in the README and stable for scripts):
 3   bad input data (unreadable image, malformed CSV/VOC, unusable dataset)
 4   bad model file (corrupt, unsafe, or incompatible with this version)
 5   a required resource is unavailable (e.g. pretrained weights offline)
+6   an output cannot be written (disk full, permission denied, read-only folder); the path is named
 130 interrupted (Ctrl-C)
+143 terminated (SIGTERM)
 """
 
 from __future__ import annotations
@@ -55,3 +57,13 @@ class ResourceUnavailableError(BloodcliError):
     """Something the command needs cannot be obtained (e.g. weights offline)."""
 
     exit_code = 5
+
+
+class OutputWriteError(BloodcliError):
+    """An output file or folder that cannot be written (disk full, no permission, read-only)."""
+
+    exit_code = 6
+
+    def __init__(self, path, exc: OSError):
+        self.path = str(path)
+        super().__init__(f"cannot write {path}: {exc.strerror or exc}")

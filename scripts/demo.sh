@@ -10,5 +10,5 @@ OUT=out/demo
 .venv/bin/bloodcli compare sample_data/pbc \
     -f glcm+shape+color mobilenetv2 glcm+shape+color+mobilenetv2 -m svm,logreg --folds 5 --repeats 2 \
     --weights sample_data/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5 \
-    -F mobilenetv2.alpha=0.35 --no-cache --out-dir "$OUT"
+    --no-cache --out-dir "$OUT"
 echo "HTML report (scores, costs, the paired test, confusion matrices, ROC curves): $OUT/report.html"

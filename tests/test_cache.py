@@ -23,13 +23,29 @@ def test_second_run_computes_nothing_and_gives_identical_features(tmp_path, smal
     np.testing.assert_array_equal(first.values, second.values)
 
 
-def test_changing_one_option_recomputes_only_that_extractor(tmp_path, small_dataset):
+def test_changing_one_option_recomputes_the_set_and_keeps_the_earlier_entries(tmp_path, small_dataset):
     dataset, cache = load_dataset(small_dataset), FeatureCache(tmp_path / "c")
-    _extract(dataset, cache)
+    original = _extract(dataset, cache)
     changed = _extract(dataset, cache, options=["glcm.levels=16"])
-    assert (changed.n_computed, changed.n_cached) == (12, 24)
+    assert (changed.n_computed, changed.n_cached) == (36, 0)
+    assert not np.array_equal(changed.values, original.values)
     preprocessed = _extract(dataset, cache, preprocessing=Preprocessing(resize=128))
     assert preprocessed.n_computed == 36
+    back = _extract(dataset, cache)
+    assert back.n_computed == 0
+    np.testing.assert_array_equal(back.values, original.values)
+
+
+def test_one_cache_file_per_image_holds_every_extractor_of_the_run(tmp_path, small_dataset):
+    dataset, cache = load_dataset(small_dataset), FeatureCache(tmp_path / "c")
+    table = _extract(dataset, cache)
+    assert len(list((tmp_path / "c").rglob("*.feat"))) == len(dataset) == 12
+    assert [name.split("-")[0] for name in cache.stats()] == ["glcm+shape+color"]
+    entry = next((tmp_path / "c").rglob("*.feat"))
+    entry.write_bytes(entry.read_bytes()[:-4])  # shorter than the run's features: damaged, recomputed
+    again = _extract(dataset, cache)
+    assert again.n_computed == 3
+    np.testing.assert_array_equal(again.values, table.values)
 
 
 def test_cache_key_is_content_not_path(tmp_path, small_dataset):
@@ -48,7 +64,7 @@ def test_damaged_entry_is_detected_and_recomputed(tmp_path, small_dataset):
     data[-4:] = b"\x00\x00\x80\x7f"  # the last value silently altered (to +inf): checksum mismatch
     entries[1].write_bytes(bytes(data))
     again = _extract(dataset, cache, spec="glcm")
-    assert again.n_computed == 2
+    assert again.n_computed == 2  # two images, one extractor
     np.testing.assert_array_equal(again.values, reference.values)
 
 
@@ -59,11 +75,12 @@ def test_disabled_cache_writes_nothing(tmp_path, small_dataset):
 
 def test_stats_and_clean(tmp_path, small_dataset):
     cache = FeatureCache(tmp_path / "c")
-    _extract(load_dataset(small_dataset), cache)
+    for spec in ("glcm,shape,color", "color", "shape"):
+        _extract(load_dataset(small_dataset), cache, spec=spec)
     stats = cache.stats()
-    assert sorted(name.split("-")[0] for name in stats) == ["color", "glcm", "shape"]
+    assert sorted(name.split("-")[0] for name in stats) == ["color", "glcm+shape+color", "shape"]
     assert all(v["entries"] == 12 for v in stats.values())
-    assert cache.clean("glcm") == 12 and len(cache.stats()) == 2
+    assert cache.clean("glcm") == 12 and len(cache.stats()) == 2  # the sets holding glcm
     assert cache.clean() == 24 and cache.stats() == {}
 
 

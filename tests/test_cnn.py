@@ -254,7 +254,7 @@ def test_analyze_classifies_white_cell_crops_with_a_cnn(trained):
 
     model, root, _ = trained
     crops = api.load_inputs([str(root / "lymphocyte")])
-    probabilities, samples, skipped = _classify(model, crops, api.ExecutionOptions(), None)
-    assert probabilities.shape == (4, 3) and [s.path for s in samples] == [s.path for s in crops.samples] and not skipped
+    probabilities, samples, skipped, novelty = _classify(model, crops, api.ExecutionOptions(), None)
+    assert probabilities.shape == (4, 3) and [s.path for s in samples] == [s.path for s in crops.samples] and not skipped and novelty is None
     with pytest.raises(UsageError, match="holds its own weights"):
         _classify(model, crops, api.ExecutionOptions(), str(WEIGHTS))

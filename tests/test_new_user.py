@@ -175,3 +175,29 @@ def test_out_of_range_settings_and_unknown_names_are_refused(tmp_path, monkeypat
     result = run(*args)
     assert result.exit_code == 2 and message in result.stderr, result.output
     assert not (tmp_path / "seg").exists()
+
+
+@pytest.mark.parametrize("option, folder, message", [
+    ("--evaluate", SAMPLE / "pbc", "no image has its truth there"),
+    ("--masks", SAMPLE / "pbc" / "platelet", "no image has its mask there"),
+])  # fmt: skip
+def test_a_truth_folder_that_matches_no_image_is_refused_before_segmenting(tmp_path, option, folder, message):
+    result = run("segment", SAMPLE / "chula" / "JPEGImages", "--out-dir", tmp_path / "seg", option, folder)
+    assert result.exit_code == 3 and f"{option} {folder}: {message}" in result.stderr, result.output
+    assert not (tmp_path / "seg").exists()
+
+
+def test_parallel_runs_in_one_process_resolve_relative_paths_where_the_caller_is(tmp_path, monkeypatch):
+    """Worker pools outlive a call and keep the directory they started in: relative paths must resolve in the
+    caller's current directory (a library caller may change directory between calls)."""
+    (tmp_path / "first").mkdir()
+    shutil.copytree(SAMPLE / "pbc", tmp_path / "second" / "cells")
+    monkeypatch.chdir(tmp_path / "first")
+    assert run("extract", SAMPLE / "pbc", "-o", "f.npz", "-j", "2", "--no-cache").exit_code == 0  # workers start here
+    assert run("segment", SAMPLE / "pbc" / "platelet", "--out-dir", "seg", "-j", "2").exit_code == 0
+    monkeypatch.chdir(tmp_path / "second")
+    extracted = run("extract", "cells", "-o", "f.npz", "-j", "2", "--no-cache")
+    assert extracted.exit_code == 0, extracted.output
+    segmented = run("segment", "cells/platelet", "--out-dir", "seg", "-j", "2")
+    assert segmented.exit_code == 0, segmented.output
+    assert len(list((tmp_path / "second" / "seg" / "labels").iterdir())) == 15

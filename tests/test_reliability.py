@@ -266,6 +266,11 @@ def test_two_processes_extracting_into_one_cache(tmp_path):
     np.testing.assert_array_equal(_features(tmp_path / "f3.npz").values, first.values)
 
 
+def _records(out) -> int:
+    """Finished images recorded by a segment run (batches of records, one per line)."""
+    return sum(len(batch.read_text().splitlines()) for batch in (out / ".done").glob("*.jsonl"))
+
+
 def test_kill_9_during_segment_then_rerun_resumes_and_matches(tmp_path):
     images = tmp_path / "smears"
     images.mkdir()
@@ -276,11 +281,11 @@ def test_kill_9_during_segment_then_rerun_resumes_and_matches(tmp_path):
     process = subprocess.Popen(_cli("segment", images, "--out-dir", out, "-j", "1"),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / ".done").glob("*.json"))) < 6:
+    while time.time() < deadline and _records(out) < 6:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    finished = len(list((out / ".done").glob("*.json")))
+    finished = _records(out)
     assert 0 < finished < 32 and not (out / "counts.csv").exists()
     resumed = subprocess.run(_cli("segment", images, "--out-dir", out, "-j", "1", "--json"),
                              capture_output=True, text=True, check=True)  # fmt: skip

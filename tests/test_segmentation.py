@@ -220,7 +220,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("segment")
-    result = run("segment", BCCD, "-o", out, "--crops", "--evaluate", BCCD, "--masks", BCCD / "wbc_masks", "--json", "-j", "2")
+    result = run("segment", BCCD, "-o", out, "--crops", "--overlays", "--evaluate", BCCD, "--masks", BCCD / "wbc_masks", "--json", "-j", "2")
     return result, out
 
 
@@ -258,6 +258,7 @@ def test_cli_crops_form_a_class_folder_dataset(cli_run):
 def test_cli_hsv_method_without_truth(tmp_path):
     result = run("segment", BCCD / "JPEGImages" / "BloodImage_00117.jpg", "-o", tmp_path, "--method", "hsv", "--rbc-contrast", "18")
     assert result.exit_code == 0, result.output
+    assert (tmp_path / "labels" / "BloodImage_00117.png").exists() and not (tmp_path / "overlays").exists()  # overlays: opt-in
     assert "WBC: 1" in result.stdout
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "crops").exists()
 

@@ -29,7 +29,7 @@ from bloodcli.pipeline import data_profile
 from bloodcli.pipeline.featurize import featurize_like
 from bloodcli.pipeline.options import ExecutionOptions
 from bloodcli.pipeline.parallel import compute_backend
-from bloodcli.segmentation.batch import _unique_names, segment_files
+from bloodcli.segmentation.batch import unique_names, segment_files
 
 #: Default ``--min-confidence``: a white cell whose top class probability is below it is flagged for review.
 MIN_CONFIDENCE = 0.5
@@ -84,13 +84,15 @@ def check_min_confidence(value: float) -> None:
 
 
 def _classify(model: AnyModel, dataset: Dataset, options: ExecutionOptions, weights: str | None):
-    """Class probabilities of the crops of ``dataset``, the samples they are of, and the crops skipped."""
+    """Class probabilities of the crops of ``dataset``, the samples they are of, the crops skipped, and a line when
+    many crops lie outside a feature model's envelope (:mod:`bloodcli.learn.novelty`)."""
     if is_cnn(model):
         check_no_weights(weights)
         data = model.load_images(dataset, options)
-        return model.predict_proba(data.images), data.samples, data.failures
+        return model.predict_proba(data.images), data.samples, data.failures, None
     table = featurize_like(model.settings, dataset, options, labelled=False, weights=weights)
-    return model.predict_proba(table.values), table.samples, table.failures
+    novelty = model.envelope.warning(table.values) if model.envelope is not None else None
+    return model.predict_proba(table.values), table.samples, table.failures, novelty
 
 
 def analyze_smears(paths: list[Path], model: AnyModel, out_dir: str | Path, method: str = "watershed", params=None, *,
@@ -104,10 +106,10 @@ def analyze_smears(paths: list[Path], model: AnyModel, out_dir: str | Path, meth
     check_min_confidence(min_confidence)
     out_dir = Path(out_dir)
     with compute_backend(options.scheduler) as client:
-        run = segment_files(paths, out_dir / SEGMENTATION_DIR, method, params, jobs=options.workers,
+        run = segment_files(paths, out_dir / SEGMENTATION_DIR, method, params, overlays=True, jobs=options.workers,  # the report shows them
                             skip_errors=options.skip_errors, progress=options.progress, executor=client)  # fmt: skip
     frame = Framing.of(model.profile)
-    names = dict(zip(map(str, paths), _unique_names(paths)))
+    names = dict(zip(map(str, paths), unique_names(paths)))
     smears = [SmearResult(row["image"], names[row["image"]], {k: int(row[k]) for k in ("RBC", "WBC", "platelet")}, [])
               for row in run.counts]  # fmt: skip
     cells = _crop_white_cells(out_dir, smears, frame)
@@ -115,7 +117,7 @@ def analyze_smears(paths: list[Path], model: AnyModel, out_dir: str | Path, meth
     warning = None
     if cells:
         dataset = Dataset([Sample(out_dir / c.crop, group=c.name) for c in cells], str(out_dir / CROPS_DIR), "files")
-        probabilities, scored, skipped = _classify(model, dataset, replace(options, progress=None), weights)
+        probabilities, scored, skipped, novelty = _classify(model, dataset, replace(options, progress=None), weights)
         by_path = {str(s.path): row for row, s in enumerate(scored)}
         for cell in cells:
             row = by_path.get(str(out_dir / cell.crop))
@@ -123,8 +125,12 @@ def analyze_smears(paths: list[Path], model: AnyModel, out_dir: str | Path, meth
                 cell.probabilities = [round(float(p), 6) for p in probabilities[row]]
                 cell.label = model.classes[int(np.argmax(probabilities[row]))]
         failures += skipped
-        if model.profile is not None:
-            warning = data_profile.input_warning(model.profile, data_profile.profile_samples(dataset.samples), "the white-cell crops")
+        warnings = [
+            data_profile.input_warning(model.profile, data_profile.profile_samples(dataset.samples), "the white-cell crops")
+            if model.profile is not None else None,
+            novelty,  # crops resized alike, colour off: the image profile misses what the feature envelope sees
+        ]  # fmt: skip
+        warning = "; ".join(w for w in warnings if w) or None
     return Analysis(out_dir, model.name, list(model.classes), min_confidence, frame, smears, failures, warning, run.n_resumed)
 
 

@@ -8,11 +8,12 @@ features, extract, cache), :mod:`~bloodcli.cli.learn` (train, predict, evaluate,
 """
 
 from bloodcli.cli import analyze, data, learn, segment  # noqa: F401 - importing a command module registers its commands
-from bloodcli.cli.app import app
+from bloodcli.cli.app import app, handle_termination
 
 
 def main() -> None:
     """Console-script entry point."""
+    handle_termination()
     app()
 
 

@@ -1,14 +1,16 @@
 """The ``bloodcli`` command group: global flags, today's option spellings kept as hidden aliases, exit codes.
 
 Errors from the library become one line on stderr and the exit code of their class
-(:mod:`bloodcli.errors`); anything else is an internal error (exit 1), with the traceback under
-``--debug``.
+(:mod:`bloodcli.errors`); an OS error names its file (exit 6 when storage refused a write, else 3);
+anything else is an internal error (exit 1), with the traceback under ``--debug``. Ctrl-C exits
+130 and SIGTERM 143, each after the same clean-up.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import traceback
 from typing import Annotated
@@ -18,7 +20,8 @@ from typer.core import TyperGroup
 
 from bloodcli import __version__
 from bloodcli.cli.output import Output, begin, output, route_library_logs
-from bloodcli.errors import BloodcliError
+from bloodcli.errors import BloodcliError, InputDataError, OutputWriteError
+from bloodcli.io.files import STORAGE_ERRORS
 
 #: Flags of the whole program, accepted before or after the subcommand.
 GLOBAL_FLAGS = ("-q", "--quiet", "--debug")
@@ -98,6 +101,19 @@ def _silence_stdout() -> None:
         pass
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that the same clean-up runs (workers stopped, temporary files removed)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def handle_termination() -> None:
+    """Treat SIGTERM like Ctrl-C (message, clean-up, exit 143) in a process that runs the command line."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def handle_errors(command):
     """Turn library errors into one line on stderr and a documented exit code."""
 
@@ -111,12 +127,20 @@ def handle_errors(command):
                 traceback.print_exc()
             out.error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except Terminated:
+            out.stderr.print("terminated")
+            raise typer.Exit(143) from None
         except KeyboardInterrupt:
             out.stderr.print("interrupted")
             raise typer.Exit(130) from None
         except BrokenPipeError:  # the reader went away (`bloodcli predict ... | head`): stop quietly, as SIGPIPE would
             _silence_stdout()
             raise typer.Exit(141) from None
+        except OSError as exc:  # a file the library did not wrap: still one line naming it
+            if out.debug:
+                traceback.print_exc()
+            out.error(f"{exc.filename or 'input/output'}: {exc.strerror or exc}")
+            raise typer.Exit(OutputWriteError.exit_code if exc.errno in STORAGE_ERRORS else InputDataError.exit_code) from None
         except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
             if out.debug:
                 traceback.print_exc()

@@ -129,8 +129,9 @@ def predict(
         result = api.predict(trained, inputs, replace(run, progress=progress), weights=weights)
     text = predictions_csv(result.paths, result.labels, result.probabilities, result.classes)
     out.skipped(result.failures)
-    if result.warning:
-        out.warn(result.warning, loud=True)
+    for warning in (result.warning, result.novelty):
+        if warning:
+            out.warn(warning, loud=True)
     if output_path is None:
         sys.stdout.write(text)
     else:
@@ -223,8 +224,9 @@ def _report_evaluation(metrics: dict, title: str, out_dir: Path | None, json_out
     seen = metrics["n_seen_in_training"]
     if seen:
         out.warn(f"{seen} of the samples were used to train this model: these metrics are not held-out estimates", loud=True)
-    if metrics.get("input_warning"):
-        out.warn(metrics["input_warning"], loud=True)
+    for warning in (metrics.get("input_warning"), metrics.get("novelty_warning")):
+        if warning:
+            out.warn(warning, loud=True)
     if metrics["n_unknown_class"]:
         out.warn(f"{metrics['n_unknown_class']} sample(s) left out of the metrics: their labels are no class of the model "
                  f"({', '.join(metrics['classes_unknown_to_model'])}); see --label-map")  # fmt: skip

@@ -46,7 +46,7 @@ LabelMapOpt = Annotated[
     Optional[str], typer.Option("--label-map", help="Rename dataset labels to training classes: A=a,B=b (case is ignored anyway).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed for splits, models and augmentation.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Random seed for splits, models and augmentation.")]
 CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Feature cache folder (default: $BLOODCLI_CACHE_DIR or ~/.cache/bloodcli).")]
 JobsOpt = Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")]
 SchedulerOpt = Annotated[

@@ -95,10 +95,11 @@ def output() -> Output:
 
 
 class LibraryLogHandler(logging.Handler):
-    """Library log records (e.g. the device a CNN runs on) as status lines of the running invocation."""
+    """Library log records (e.g. the device a CNN runs on) as status lines or warnings of the running invocation."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        output().log(record.getMessage())
+        out = output()
+        (out.warn if record.levelno >= logging.WARNING else out.log)(record.getMessage())
 
 
 def route_library_logs() -> None:

@@ -19,13 +19,15 @@ from bloodcli.segmentation.scale import RBC_DIAMETER_UM
 @handle_errors
 def segment(
     inputs: Annotated[list[str], typer.Argument(help="Smear images, folders, globs or a VOC folder.")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for label masks, overlays, objects.csv, counts.csv.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for label masks, objects.csv, counts.csv (and overlays, crops).")],
     method: Annotated[str, typer.Option("--method", help="hsv (connected components) or watershed (splits touching red cells).")] = "watershed",
     crops: Annotated[bool, typer.Option("--crops", help="Also write each cell to OUT/crops/<class>/ and the manifest OUT/crops.csv "
                      "(path,label,group,box; group = source smear) that train, compare and evaluate read.")] = False,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="CSV image,label of white-cell subtypes: with --crops, "
                       "OUT/labelled_crops.csv lists the white cells they name (the smear's only one, or by box overlap "
                       "with the --evaluate VOC folder).")] = None,
+    overlays: Annotated[bool, typer.Option("--overlays", help="Also draw each image's cells into OUT/overlays/<stem>.png "
+                        "(red cells red, white cells blue, platelets green).")] = False,
     evaluate: Annotated[Optional[Path], typer.Option("--evaluate", help="VOC folder: score detection and counts against its boxes.")] = None,
     masks: Annotated[Optional[Path], typer.Option("--masks", help="Folder of white-cell masks (<stem>.png): score Dice/IoU.")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-P", help="Any segmentation setting NAME=VALUE, repeatable "
@@ -51,8 +53,8 @@ def segment(
     out = output()
     with out.progress("segmenting") as progress:
         options = ExecutionOptions(jobs=jobs, scheduler=scheduler, skip_errors=skip_errors, progress=progress)
-        run = api.segment(inputs, out_dir, method, params, crops=crops, voc_dir=evaluate, mask_dir=masks, labels=labels,
-                          options=options)  # fmt: skip
+        run = api.segment(inputs, out_dir, method, params, crops=crops, overlays=overlays, voc_dir=evaluate, mask_dir=masks,
+                          labels=labels, options=options)  # fmt: skip
     out.skipped(run.failures)
     totals = {name: sum(row[name] for row in run.counts) for name in ("RBC", "WBC", "platelet")}
     labelled = run.labelled

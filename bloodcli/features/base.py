@@ -20,6 +20,10 @@ from bloodcli.imaging.stain import hematoxylin_channel
 from bloodcli.settings import parse_like
 
 
+#: Grey channels texture extractors read (:meth:`CellImage.box_channel`).
+CHANNELS = ("gray", "hematoxylin")
+
+
 class CellImage:
     """One preprocessed single-cell image with lazily computed views.
 
@@ -145,6 +149,11 @@ class FeatureExtractor:
     def validate(self) -> None:
         """Raise :class:`UsageError` for unusable parameter values (depends on the parameters only)."""
 
+    def check_choice(self, param: str, choices: tuple[str, ...]) -> None:
+        """A :class:`UsageError` unless parameter ``param`` is one of ``choices``."""
+        if self.params[param] not in choices:
+            raise UsageError(f"{self.name} {param} must be " + " or ".join(f"'{c}'" for c in choices))
+
     def check_resources(self) -> None:
         """Find (and fingerprint) what computing needs beyond the parameters, e.g. a weights file.
 
@@ -160,6 +169,11 @@ class FeatureExtractor:
 
     def feature_names(self) -> list[str]:
         raise NotImplementedError
+
+    @cached_property
+    def n_features(self) -> int:
+        """Length of :meth:`compute`'s vector (the parameters are fixed, so counted once)."""
+        return len(self.feature_names())
 
     def compute(self, cell: CellImage) -> np.ndarray:
         raise NotImplementedError

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from bloodcli.errors import UsageError
-from bloodcli.features.base import CellImage, FeatureExtractor
+from bloodcli.features.base import CHANNELS, CellImage, FeatureExtractor
 
 
 @lru_cache(maxsize=64)
@@ -47,8 +47,7 @@ class GaborExtractor(FeatureExtractor):
             raise UsageError("gabor wavelengths must be at least 2 pixels")
         if not self.params["angles"]:
             raise UsageError("gabor needs at least one angle")
-        if self.params["channel"] not in ("gray", "hematoxylin"):
-            raise UsageError("gabor channel must be 'gray' or 'hematoxylin'")
+        self.check_choice("channel", CHANNELS)
 
     def feature_names(self) -> list[str]:
         return [f"gabor_l{w:g}_o{a:g}_{stat}" for w in self.params["wavelengths"] for a in self.params["angles"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from bloodcli.errors import UsageError
-from bloodcli.features.base import CellImage, FeatureExtractor
+from bloodcli.features.base import CHANNELS, CellImage, FeatureExtractor
 
 
 def lbp_histogram(gray: np.ndarray, radius: int, points: int, mask: np.ndarray | None = None) -> np.ndarray:
@@ -37,8 +37,7 @@ class LBPExtractor(FeatureExtractor):
             raise UsageError("lbp radii and points must be lists of the same, non-zero length")
         if min(radii) < 1 or min(points) < 4 or max(points) > 64:
             raise UsageError("lbp radii must be >= 1 and points between 4 and 64")
-        if self.params["channel"] not in ("gray", "hematoxylin"):
-            raise UsageError("lbp channel must be 'gray' or 'hematoxylin'")
+        self.check_choice("channel", CHANNELS)
 
     def feature_names(self) -> list[str]:
         return [f"lbp_r{r}_p{p}_u{code}" for r, p in zip(self.params["radii"], self.params["points"]) for code in range(p + 2)]

@@ -1,7 +1,7 @@
 """GLCM (Haralick) texture features.
 
 The co-occurrence matrices are counted with one vectorised ``bincount`` per offset and may
-be restricted to the cell mask, so the slide background does not dilute the texture. Without
+be restricted to the cell mask (pixels outside it count as one extra grey level, dropped at the end), so the slide background does not dilute the texture. Without
 a mask the matrices equal :func:`skimage.feature.graycomatrix` (checked in the tests).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from bloodcli.errors import UsageError
-from bloodcli.features.base import CellImage, FeatureExtractor
+from bloodcli.features.base import CHANNELS, CellImage, FeatureExtractor
 from bloodcli.imaging.stain import hematoxylin_channel
 
 GLCM_PROPERTIES = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM", "entropy")
@@ -45,7 +45,11 @@ def glcm(
     symmetric, normed : bool
         As in :func:`skimage.feature.graycomatrix`.
     """
-    image = np.asarray(image, dtype=np.intp)
+    size = levels if mask is None else levels + 1
+    image = np.asarray(image)
+    if mask is not None:  # pixels outside the mask become an extra grey level, whose pairs are dropped: no pair masks
+        image = np.where(mask, image, levels)
+    image = image.astype(np.uint16 if size * size <= 1 << 16 else np.intp)  # pair codes < size**2: 2-byte arithmetic
     rows, cols = image.shape
     out = np.zeros((levels, levels, len(offsets)), dtype=np.float64)
     for k, (drow, dcol) in enumerate(offsets):
@@ -53,13 +57,9 @@ def glcm(
         c0, c1 = max(0, -dcol), cols - max(0, dcol)
         if r1 <= r0 or c1 <= c0:
             continue
-        first = image[r0:r1, c0:c1]
-        second = image[r0 + drow : r1 + drow, c0 + dcol : c1 + dcol]
-        pairs = first * levels + second
-        if mask is not None:
-            pairs = pairs[mask[r0:r1, c0:c1] & mask[r0 + drow : r1 + drow, c0 + dcol : c1 + dcol]]
-        counts = np.bincount(pairs.ravel(), minlength=levels * levels).reshape(levels, levels)
-        out[:, :, k] = counts
+        pairs = image[r0:r1, c0:c1] * size + image[r0 + drow : r1 + drow, c0 + dcol : c1 + dcol]
+        counts = np.bincount(pairs.ravel(), minlength=size * size).reshape(size, size)
+        out[:, :, k] = counts[:levels, :levels]
     if symmetric:
         out = out + out.transpose(1, 0, 2)
     if normed:
@@ -69,30 +69,37 @@ def glcm(
 
 
 def glcm_properties(matrices: np.ndarray) -> dict[str, np.ndarray]:
-    """Haralick properties of normalised GLCMs (one value per matrix), as in ``graycoprops``."""
-    levels = matrices.shape[0]
-    i, j = np.ogrid[:levels, :levels]
-    i = i[..., None].astype(np.float64)
-    j = j[..., None].astype(np.float64)
+    """Haralick properties of normalised GLCMs (one value per matrix), as in ``graycoprops``.
+
+    Sums over the matrices are matrix products with the level weights and the marginals (one BLAS
+    call each), not elementwise passes over ``levels x levels x matrices`` arrays per property.
+    """
+    levels, count = matrices.shape[0], matrices.shape[2]
+    flat = matrices.reshape(levels * levels, count)
+    i, j = np.divmod(np.arange(levels * levels, dtype=np.float64), levels)
     diff2 = (i - j) ** 2
-    asm = (matrices**2).sum(axis=(0, 1))
-    mean_i = (i * matrices).sum(axis=(0, 1))
-    mean_j = (j * matrices).sum(axis=(0, 1))
-    std_i = np.sqrt((matrices * (i - mean_i) ** 2).sum(axis=(0, 1)))
-    std_j = np.sqrt((matrices * (j - mean_j) ** 2).sum(axis=(0, 1)))
-    covariance = (matrices * (i - mean_i) * (j - mean_j)).sum(axis=(0, 1))
-    flat = std_i * std_j < 1e-15
+    contrast, dissimilarity, homogeneity = np.stack([diff2, np.sqrt(diff2), 1.0 / (1.0 + diff2)]) @ flat
+    asm = (flat * flat).sum(axis=0)
+    levels_axis = np.arange(levels, dtype=np.float64)
+    row_marginal, column_marginal = matrices.sum(axis=1), matrices.sum(axis=0)  # (levels, count)
+    mean_i, mean_j = levels_axis @ row_marginal, levels_axis @ column_marginal
+    centred_i, centred_j = levels_axis[:, None] - mean_i, levels_axis[:, None] - mean_j  # (levels, count)
+    std_i = np.sqrt((centred_i**2 * row_marginal).sum(axis=0))
+    std_j = np.sqrt((centred_j**2 * column_marginal).sum(axis=0))
+    by_matrix = np.moveaxis(matrices, 2, 0)  # (count, levels, levels)
+    covariance = (centred_i.T[:, None, :] @ by_matrix @ centred_j.T[:, :, None]).ravel()
+    flat_texture = std_i * std_j < 1e-15
     with np.errstate(divide="ignore", invalid="ignore"):
-        correlation = np.where(flat, 1.0, covariance / np.where(flat, 1.0, std_i * std_j))
-        log_p = np.where(matrices > 0, np.log(np.where(matrices > 0, matrices, 1)), 0.0)
+        correlation = np.where(flat_texture, 1.0, covariance / np.where(flat_texture, 1.0, std_i * std_j))
+    log_p = np.log(flat, out=np.zeros_like(flat), where=flat > 0)
     return {
-        "contrast": (matrices * diff2).sum(axis=(0, 1)),
-        "dissimilarity": (matrices * np.sqrt(diff2)).sum(axis=(0, 1)),
-        "homogeneity": (matrices / (1.0 + diff2)).sum(axis=(0, 1)),
+        "contrast": contrast,
+        "dissimilarity": dissimilarity,
+        "homogeneity": homogeneity,
         "energy": np.sqrt(asm),
         "correlation": correlation,
         "ASM": asm,
-        "entropy": -(matrices * log_p).sum(axis=(0, 1)),
+        "entropy": -(flat * log_p).sum(axis=0),
     }
 
 
@@ -118,10 +125,8 @@ class GLCMExtractor(FeatureExtractor):
             raise UsageError("glcm distances must be positive integers")
         if not self.params["angles"]:
             raise UsageError("glcm needs at least one angle")
-        if self.params["region"] not in ("cell", "image"):
-            raise UsageError("glcm region must be 'cell' or 'image'")
-        if self.params["channel"] not in ("gray", "hematoxylin"):
-            raise UsageError("glcm channel must be 'gray' or 'hematoxylin'")
+        self.check_choice("region", ("cell", "image"))
+        self.check_choice("channel", CHANNELS)
 
     def feature_names(self) -> list[str]:
         return [

@@ -26,8 +26,11 @@ import cv2
 import numpy as np
 
 from bloodcli.errors import UsageError
-from bloodcli.imaging.preprocessing import resize_longer_side
+from bloodcli.imaging.preprocessing import check_range, resize_longer_side
 from bloodcli.settings import settings_from_pairs
+
+#: More copies than this multiply extraction time without adding variety the jitter ranges do not already give.
+MAX_COPIES = 100
 
 
 @dataclass(frozen=True)
@@ -69,13 +72,13 @@ class Augmentation:
     seed: int = 0
 
     def __post_init__(self):
-        if self.copies < 0 or self.seed < 0:
-            raise UsageError("--augment copies and seed must be >= 0")
+        if not 0 <= self.copies <= MAX_COPIES or not 0 <= self.seed < 2**32:
+            raise UsageError(f"--augment copies must be from 0 to {MAX_COPIES} and seed from 0 to 2**32-1")
         for name in ("hed", "contrast", "scale"):
             if not 0 <= getattr(self, name) < 1:
                 raise UsageError(f"--augment {name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0 <= self.brightness <= 1 or self.blur < 0:
-            raise UsageError("--augment brightness must be in [0, 1] and blur >= 0")
+        check_range("--augment brightness", self.brightness, 0, 1)
+        check_range("--augment blur (max sigma, px)", self.blur, 0, 20)
 
     @classmethod
     def from_string(cls, spec: str | None) -> Augmentation:

@@ -24,21 +24,66 @@ def segment_single_cell(rgb: np.ndarray, saturation: np.ndarray, join: float = 0
     nucleus radii, so the reach follows the cell, not the framing of the crop; the cell is the
     convex hull of nucleus and cytoplasm (blood cells are round).
 
+    Everything after the threshold is computed in the window around the nuclear pixels that the
+    join, the reach and the smoothing can affect (:func:`_nuclear_window`): the same masks as over
+    the whole image, at the cost of the window.
+
     Returns
     -------
     cell, nucleus : ndarray of bool
         Both empty when the image has no stained object.
     """
-    found = _central_nucleus(saturation, join)
+    threshold = otsu_threshold(saturation)
+    window = _nuclear_window(saturation, threshold, join)
+    if window is None:
+        return _nothing(saturation.shape)
+    found = _central_nucleus(saturation[window], join, threshold, frame=(saturation.shape, window))
     if found is None:
         return _nothing(saturation.shape)
     chosen, nucleus, threshold, distance = found
     nucleus_radius = float(np.sqrt(nucleus.sum() / np.pi))
-    stained = (saturation > CYTOPLASM_SATURATION * threshold) & (distance <= max(1.0, CYTOPLASM_REACH * nucleus_radius))
+    stained = (saturation[window] > CYTOPLASM_SATURATION * threshold) & (distance <= max(1.0, CYTOPLASM_REACH * nucleus_radius))
     count, regions = cv2.connectedComponents((stained | nucleus).view(np.uint8), connectivity=8)
-    cell = np.isin(regions, np.unique(regions[nucleus]))
-    cell = cv2.morphologyEx(cell.view(np.uint8), cv2.MORPH_OPEN, disc(max(1.0, 0.1 * nucleus_radius))).astype(bool)
-    return _convex_hull(cell | nucleus), nucleus
+    touching = np.zeros(count, bool)
+    touching[regions[nucleus]] = True  # the regions holding the nucleus (never the background, 0)
+    cell = touching[regions].view(np.uint8)
+    cell = cv2.morphologyEx(cell, cv2.MORPH_OPEN, disc(max(1.0, 0.1 * nucleus_radius))).astype(bool)
+    return _in_frame(_convex_hull(cell | nucleus), window, saturation.shape), _in_frame(nucleus, window, saturation.shape)
+
+
+#: Smallest step of OpenCV's 3x3 chamfer distance (DIST_L2, DIST_MASK_3 uses 0.955 and 1.3693), rounded down:
+#: a pixel at distance d from the nuclei lies within d / _CHAMFER_STEP pixels of them along each axis.
+_CHAMFER_STEP = 0.95
+
+
+def _nuclear_window(saturation: np.ndarray, threshold: float, join: float) -> tuple[slice, slice] | None:
+    """The box around the nuclear pixels beyond which no step of :func:`segment_single_cell` can reach.
+
+    Every later mask lies within the join or the cytoplasm reach of a nuclear pixel (each bounded
+    by the area of all nuclear pixels), plus the smoothing radius; outside the box the masks are
+    empty, inside they equal those computed over the whole image. None when nothing is nuclear.
+    """
+    nuclear = (saturation > max(threshold, 15)).view(np.uint8)
+    area = cv2.countNonZero(nuclear)
+    if area == 0:
+        return None
+    height, width = saturation.shape
+    radius = float(np.sqrt(area / np.pi))
+    reach = max(join_radius(join, saturation.shape), CYTOPLASM_REACH * radius, 1.0)
+    margin = int(np.ceil(reach / _CHAMFER_STEP)) + max(1, int(round(max(1.0, 0.1 * radius)))) + 3
+    x, y, w, h = cv2.boundingRect(nuclear)
+    return slice(max(0, y - margin), min(height, y + h + margin)), slice(max(0, x - margin), min(width, x + w + margin))
+
+
+def join_radius(join: float, shape) -> int:
+    """Distance in pixels within which nuclear blobs are one nucleus (``join`` of the image size)."""
+    return max(1, int(round(join * max(shape))))
+
+
+def _in_frame(mask: np.ndarray, window: tuple[slice, slice], shape) -> np.ndarray:
+    full = np.zeros(shape, bool)
+    full[window] = mask
+    return full
 
 
 def segment_single_cell_v1(rgb: np.ndarray, saturation: np.ndarray, reach: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
@@ -65,19 +110,22 @@ def segment_single_cell_v1(rgb: np.ndarray, saturation: np.ndarray, reach: float
     return cell, nucleus
 
 
-def _central_nucleus(saturation: np.ndarray, join: float):
+def _central_nucleus(saturation: np.ndarray, join: float, threshold: float | None = None, frame=None):
     """The nuclear blobs within ``join`` of the image size of each other that lie nearest the centre.
 
     Returns that joined region, the nucleus in it, the nuclear saturation threshold and the distance
     of every pixel to the nearest nuclear pixel; None when the image has no stained object.
+    ``frame``: ``(shape, window)`` when ``saturation`` is the window of a larger image (sizes and the
+    centre are the whole image's), with ``threshold`` computed over the whole image.
     """
-    height, width = saturation.shape
-    threshold = otsu_threshold(saturation)
+    shape, window = frame or (saturation.shape, (slice(0, None), slice(0, None)))
+    threshold = otsu_threshold(saturation) if threshold is None else threshold
     nuclear = (saturation > max(threshold, 15)).astype(np.uint8)
     nuclear = cv2.morphologyEx(nuclear, cv2.MORPH_OPEN, disc(1))
     # Dilation by a disc == distance to the nearest nuclear pixel <= radius (faster for large radii).
     distance = cv2.distanceTransform(1 - nuclear, cv2.DIST_L2, cv2.DIST_MASK_3)
-    chosen = _central_component((distance <= max(1, int(round(join * max(height, width))))).view(np.uint8))
+    joined = (distance <= join_radius(join, shape)).view(np.uint8)
+    chosen = _central_component(joined, shape, (window[1].start, window[0].start))
     if chosen is None:
         return None
     return chosen, chosen & nuclear.astype(bool), threshold, distance
@@ -89,22 +137,30 @@ def _nothing(shape) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _convex_hull(mask: np.ndarray) -> np.ndarray:
-    points = cv2.findNonZero(mask.view(np.uint8))
+    # The hull of the outer contours' points is the hull of all the pixels, from a fraction of the points.
+    contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     hull = np.zeros(mask.shape, np.uint8)
-    cv2.fillPoly(hull, [cv2.convexHull(points)], 1)
+    cv2.fillPoly(hull, [cv2.convexHull(np.concatenate(contours))], 1)
     return hull.astype(bool)
 
 
-def _central_component(mask: np.ndarray, min_fraction: float = 0.002) -> np.ndarray | None:
-    """The connected component nearest the centre, favouring large ones; None if there is none."""
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    height, width = mask.shape
-    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+def _central_component(mask: np.ndarray, shape, offset=(0, 0), min_fraction: float = 0.002) -> np.ndarray | None:
+    """The connected component nearest the centre of an image of ``shape``, favouring large ones; None if there is none.
+
+    ``mask`` may be a window of that image starting at column, row ``offset``.
+    """
+    count, labels = cv2.connectedComponents(mask, connectivity=8)  # areas and centroids below: faster than with stats
+    height, width = shape
+    areas = np.bincount(labels.ravel(), minlength=count)[1:].astype(np.float64)
     large = areas >= min_fraction * height * width
     if count <= 1 or not large.any():
         return None
-    distance = np.linalg.norm(centroids[1:] - [width / 2.0, height / 2.0], axis=1) / max(height, width)
-    score = np.where(large, areas / areas.max() - 2.0 * distance, -np.inf)
+    centre = np.array([width / 2.0 - offset[0], height / 2.0 - offset[1]])
+    score = np.full(count - 1, -np.inf)
+    for index in np.flatnonzero(large):  # centroids of the few large components only
+        moments = cv2.moments((labels == index + 1).view(np.uint8), binaryImage=True)
+        centroid = np.array([moments["m10"], moments["m01"]]) / moments["m00"]
+        score[index] = areas[index] / areas.max() - 2.0 * np.linalg.norm(centroid - centre) / max(height, width)
     return labels == int(np.argmax(score)) + 1
 
 

@@ -8,10 +8,10 @@ import numpy as np
 
 def otsu_threshold(channel: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Otsu's threshold of a ``uint8`` channel, optionally over the pixels in ``mask``."""
-    values = channel if mask is None else channel[mask]
-    if values.size == 0:
+    hist = cv2.calcHist([np.ascontiguousarray(channel, np.uint8)], [0], None if mask is None else mask.view(np.uint8), [256], [0, 256])
+    hist = hist.ravel().astype(np.float64)
+    if hist.sum() == 0:
         return 255.0
-    hist = np.bincount(values.ravel(), minlength=256).astype(np.float64)
     levels = np.arange(256, dtype=np.float64)
     weight_low = np.cumsum(hist)
     weight_high = weight_low[-1] - weight_low

@@ -6,12 +6,30 @@ trained models so ``predict`` reproduces exactly the features the model was trai
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import cv2
 import numpy as np
 
 from bloodcli.errors import UsageError
+
+
+#: Largest --resize and --cell-diameter, in pixels: single-cell crops are far smaller, and an
+#: image of this side already takes tens of megabytes per processing step.
+MAX_SIDE = 4096
+#: Largest median aperture (OpenCV's median of a larger aperture is a blur no cell survives).
+MAX_MEDIAN = 99
+
+
+def check_range(option: str, value, low: float, high: float) -> None:
+    """Refuse (usage error) a value that is not a finite number in ``[low, high]``; NaN and infinity included."""
+    try:
+        ok = math.isfinite(float(value)) and low <= float(value) <= high
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UsageError(f"{option} must be a number from {low:g} to {high:g}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -68,18 +86,15 @@ class Preprocessing:
                 object.__setattr__(self, "cell_diameter", float(self.cell_diameter))
             except ValueError:
                 raise UsageError(f"--cell-diameter must be 'auto' or a number, got {self.cell_diameter!r}") from None
-            if self.cell_diameter <= 0:
-                raise UsageError("--cell-diameter must be positive")
-        if self.cell_frame is not None and not 1.0 <= float(self.cell_frame) <= 10.0:
-            raise UsageError(f"--cell-frame must be between 1 and 10 cell diameters, got {self.cell_frame}")
-        if self.resize is not None and self.resize < 8:
-            raise UsageError(f"--resize must be at least 8 pixels, got {self.resize}")
-        if self.gaussian_sigma < 0:
-            raise UsageError("--gaussian must be >= 0")
-        if self.median_size and (self.median_size < 3 or self.median_size % 2 == 0):
-            raise UsageError("--median must be an odd number >= 3 (or 0 to disable)")
-        if self.clahe_clip < 0:
-            raise UsageError("--clahe must be >= 0")
+            check_range("--cell-diameter", self.cell_diameter, 1, MAX_SIDE)
+        if self.cell_frame is not None:
+            check_range("--cell-frame (cell diameters)", self.cell_frame, 1, 10)
+        if self.resize is not None:
+            check_range("--resize", self.resize, 8, MAX_SIDE)
+        check_range("--gaussian", self.gaussian_sigma, 0, 100)
+        check_range("--clahe", self.clahe_clip, 0, 1000)
+        if self.median_size and (not 3 <= self.median_size <= MAX_MEDIAN or self.median_size % 2 == 0):
+            raise UsageError(f"--median must be an odd number from 3 to {MAX_MEDIAN} (or 0 to disable), got {self.median_size}")
         if self.roi not in ("cell", "image"):
             raise UsageError(f"--roi must be 'cell' or 'image', got {self.roi!r}")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -216,7 +217,7 @@ def _read_manifest(csv_path: Path) -> tuple[list[dict[str, str]], list[str]]:
         text = csv_path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
     except UnicodeDecodeError:
         raise DatasetError(f"{csv_path}: manifest is not UTF-8 text") from None
-    reader = csv.DictReader(text.splitlines())
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # not splitlines(): a quoted field may hold a newline
     columns = [c.strip().lower() for c in (reader.fieldnames or [])]
     rows = [
         {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
@@ -238,12 +239,17 @@ def _manifest_sample(csv_path, row, path_col, label_col, has_box, box_margin) ->
     box = None
     if has_box:
         try:
-            raw = tuple(int(round(float(row[c]))) for c in _BOX_COLUMNS)
-        except ValueError:
-            raise DatasetError(f"{image_path}: box coordinates are not numbers") from None
+            raw = _box_coordinates(row[c] for c in _BOX_COLUMNS)
+        except (ValueError, OverflowError):
+            raise DatasetError(f"{image_path}: box coordinates are not finite numbers") from None
         box = _pad_box(raw, box_margin)
         group = group or str(image_path)
     return Sample(image_path, label or None, group, box)
+
+
+def _box_coordinates(texts) -> Box:
+    """Pixel coordinates from text; OverflowError for inf (and 1e400), ValueError for nan or text."""
+    return tuple(int(round(float(text))) for text in texts)
 
 
 def _voc_annotation_dir(root: Path) -> Path | None:
@@ -291,9 +297,9 @@ def read_voc_boxes(xml_path: Path) -> tuple[str, list[tuple[str, Box]]]:
         if not name or bnd is None:
             raise DatasetError(f"{xml_path}: <object> without <name> or <bndbox>")
         try:
-            box = tuple(int(round(float(bnd.findtext(c)))) for c in _BOX_COLUMNS)
-        except (TypeError, ValueError):
-            raise DatasetError(f"{xml_path}: box coordinates are missing or not numbers") from None
+            box = _box_coordinates(bnd.findtext(c) for c in _BOX_COLUMNS)
+        except (TypeError, ValueError, OverflowError):
+            raise DatasetError(f"{xml_path}: box coordinates are missing or not finite numbers") from None
         if box[2] > box[0] and box[3] > box[1]:
             boxes.append((name, box))
     return filename, boxes

@@ -1,11 +1,21 @@
-"""Atomic file output: readers never see a half-written file, and a failed write keeps the old one."""
+"""File output: atomic for regular files, written in place for devices, pipes and /dev/stdout.
+
+Readers never see a half-written regular file and a failed write keeps the old one. A target that
+is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is written where it is, since renaming
+a file over it would replace the device or pipe; a symlink is written through to its target.
+Storage errors (disk full, no permission, read-only) become :class:`OutputWriteError` naming the path.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from bloodcli.errors import OutputWriteError
 
 
 def _current_umask() -> int:
@@ -16,6 +26,21 @@ def _current_umask() -> int:
 
 _UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
 
+#: Errors that mean the storage refused the write, as opposed to a bug in the code writing.
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                  errno.EISDIR, errno.ENOTDIR, errno.EEXIST}  # fmt: skip
+
+
+def writes_in_place(path: str | os.PathLike) -> bool:
+    """True for targets a rename must not replace: devices, FIFOs, sockets, /dev and /proc paths."""
+    if str(path).startswith(("/dev/", "/proc/")) or os.path.realpath(path).startswith("/proc/"):
+        return True  # /dev/stdout and /dev/fd/N: the shell's own file or pipe, even when it is a regular file
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True):
@@ -23,14 +48,32 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True
 
     Readers never see a half-written file, and an interrupted write leaves any previous
     file untouched. ``durable=False`` skips the fsync (enough for caches: a process kill
-    cannot tear a rename, only a power loss could).
+    cannot tear a rename, only a power loss could). Devices and pipes are written in place,
+    symlinks through to their target (:func:`writes_in_place`).
     """
-    target = Path(path)
+    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+    try:
+        if writes_in_place(path):
+            with open(path, mode, **text) as handle:
+                yield handle
+            return
+        with _replaced(Path(os.path.realpath(path)), mode, text, durable) as handle:
+            yield handle
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRORS:
+            raise OutputWriteError(path, exc) from None
+        raise
+
+
+@contextlib.contextmanager
+def _replaced(target: Path, mode: str, text: dict, durable: bool):
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as handle:
+        with os.fdopen(fd, mode, **text) as handle:
             yield handle
             handle.flush()
             if durable:

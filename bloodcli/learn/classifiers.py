@@ -17,18 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.base import BaseEstimator
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
 from bloodcli.errors import DatasetError, UsageError
 from bloodcli.learn.labels import encode_labels
+
+if TYPE_CHECKING:  # scikit-learn is imported by the factories: the registry itself loads in no time (CLI help)
+    from sklearn.base import BaseEstimator
 
 
 @dataclass(frozen=True)
@@ -74,10 +71,21 @@ class Classifier:
         return self.sized_for(estimator, smallest) if self.sized_for else estimator
 
 
+def _standardised(name: str, estimator) -> BaseEstimator:
+    """``estimator`` (step ``name``) after a StandardScaler."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return Pipeline([("scale", StandardScaler()), (name, estimator)])
+
+
 def _svm(seed: int, jobs: int) -> BaseEstimator:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import SVC
+
     # Probabilities from Platt scaling fitted on internal 3-fold predictions, then one SVC on all data.
     svc = SVC(C=10.0, gamma="scale", random_state=seed)
-    return Pipeline([("scale", StandardScaler()), ("svm", CalibratedClassifierCV(svc, cv=3, ensemble=False))])
+    return _standardised("svm", CalibratedClassifierCV(svc, cv=3, ensemble=False))
 
 
 def _svm_sized_for(estimator: BaseEstimator, smallest: int) -> BaseEstimator:
@@ -86,11 +94,15 @@ def _svm_sized_for(estimator: BaseEstimator, smallest: int) -> BaseEstimator:
 
 
 def _random_forest(seed: int, jobs: int) -> BaseEstimator:
+    from sklearn.ensemble import RandomForestClassifier
+
     return RandomForestClassifier(n_estimators=500, class_weight="balanced_subsample", n_jobs=jobs, random_state=seed)
 
 
 def _logistic_regression(seed: int, jobs: int) -> BaseEstimator:
-    return Pipeline([("scale", StandardScaler()), ("logreg", LogisticRegression(C=1.0, max_iter=5000, random_state=seed))])
+    from sklearn.linear_model import LogisticRegression
+
+    return _standardised("logreg", LogisticRegression(C=1.0, max_iter=5000, random_state=seed))
 
 
 def _knn(seed: int, jobs: int) -> BaseEstimator:
@@ -98,7 +110,7 @@ def _knn(seed: int, jobs: int) -> BaseEstimator:
 
     # Brute-force search: the fitted model is plain arrays (no tree structure in the model file).
     knn = KNeighborsClassifier(n_neighbors=7, weights="distance", algorithm="brute", n_jobs=jobs)
-    return Pipeline([("scale", StandardScaler()), ("knn", knn)])
+    return _standardised("knn", knn)
 
 
 def _naive_bayes(seed: int, jobs: int) -> BaseEstimator:
@@ -117,7 +129,7 @@ def _mlp(seed: int, jobs: int) -> BaseEstimator:
     from sklearn.neural_network import MLPClassifier
 
     mlp = MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, max_iter=500, early_stopping=True, random_state=seed)
-    return Pipeline([("scale", StandardScaler()), ("mlp", mlp)])
+    return _standardised("mlp", mlp)
 
 
 def _xgboost(seed: int, jobs: int) -> BaseEstimator:

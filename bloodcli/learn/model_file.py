@@ -13,25 +13,34 @@ import io
 import json
 import platform
 import os
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 import bloodcli
-from bloodcli.errors import ModelFileError, UsageError
+from bloodcli.errors import BloodcliError, ModelFileError, UsageError
 from bloodcli.io.files import atomic_write
 from bloodcli.learn.classifiers import fit_classifier, trusted_skops_types
 from bloodcli.learn.labels import most_likely
+from bloodcli.learn.model_checks import check_estimator, check_manifest, check_regular_file, check_xgboost_json, parse_json, read_entry
+from bloodcli.learn.novelty import FeatureEnvelope
 from bloodcli.pipeline.data_profile import PROFILE_FORMAT, QUANTITIES, profile_samples
 from bloodcli.pipeline.plan import FeatureSettings
 from bloodcli.pipeline.table import FeatureTable
 
+if TYPE_CHECKING:  # scikit-learn loads with the estimator, not with this module (``info`` reads the manifest only)
+    from sklearn.base import BaseEstimator
+
 MODEL_FORMAT = "bloodcli-model/1"
+#: Zip entry of the feature envelope (plain arrays in an ``.npz``).
+ENVELOPE_ENTRY = "feature_envelope.npz"
 
 
 @dataclass
@@ -48,6 +57,8 @@ class TrainedModel:
     metrics: dict | None = None
     #: What the training images looked like (:mod:`bloodcli.pipeline.data_profile`); None in older model files.
     profile: dict | None = None
+    #: Where the training rows lie in feature space (:mod:`bloodcli.learn.novelty`); None in older model files.
+    envelope: FeatureEnvelope | None = None
 
     @classmethod
     def of(cls, table: FeatureTable, estimator, model: str, seed: int) -> "TrainedModel":
@@ -66,13 +77,21 @@ class TrainedModel:
                 "augmentation": None if table.augmented is None else table.augmented.to_dict(),
             },
             profile=profile_samples(table.samples),  # the fitted rows only: never a test image
+            envelope=FeatureEnvelope.fit(table.values, labels, seed),
         )  # fmt: skip
 
     def predict_proba(self, values: np.ndarray) -> np.ndarray:
         self._check_width(values)
-        probabilities = np.asarray(self.estimator.predict_proba(values), dtype=np.float64)
+        try:
+            probabilities = np.asarray(self.estimator.predict_proba(values), dtype=np.float64)
+        except (ValueError, IndexError, TypeError, AttributeError) as exc:  # arrays of a tampered file that disagree
+            raise ModelFileError(f"the model's estimator cannot predict ({type(exc).__name__}: {str(exc)[:200]})") from None
+        totals = probabilities.sum(axis=1, keepdims=True) if probabilities.ndim == 2 else None
+        if probabilities.shape != (len(values), len(self.classes)) or not _valid_probabilities(probabilities, totals):
+            raise ModelFileError(f"the model's estimator gives {probabilities.shape[-1] if probabilities.ndim else 0} "
+                                 f"non-negative finite probabilities per row, not one for each of its {len(self.classes)} classes")  # fmt: skip
         # Some estimators (naive Bayes) compute in float32 on float32 features: rows then sum to 1 ± 1e-5.
-        return probabilities / probabilities.sum(axis=1, keepdims=True)
+        return probabilities / totals
 
     def predict(self, values: np.ndarray) -> np.ndarray:
         return most_likely(self.predict_proba(values), self.classes)
@@ -92,9 +111,9 @@ class TrainedModel:
                 f"but the model was trained on {self.settings.describe()}"
             )
 
-    def save(self, path: str | Path) -> None:
-        """Write the model file atomically (an existing file is replaced only on success)."""
-        manifest = {
+    def manifest(self) -> dict:
+        """What the model file's ``manifest.json`` says about this model (:func:`read_manifest` reads it back)."""
+        return {
             "format": MODEL_FORMAT,
             "model": self.name,
             "classes": self.classes,
@@ -104,46 +123,79 @@ class TrainedModel:
             "metrics": self.metrics,
             "training_profile": self.profile,
         }
+
+    def save(self, path: str | Path) -> None:
+        """Write the model file atomically (an existing file is replaced only on success)."""
+        manifest = self.manifest()
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("manifest.json", json.dumps(manifest, indent=2, default=_json_default))
             archive.writestr("training_keys.json", json.dumps(self.training_keys))
             name, payload = _serialise_estimator(self.estimator)
             archive.writestr(name, payload)
+            if self.envelope is not None:
+                archive.writestr(ENVELOPE_ENTRY, self.envelope.to_bytes())
         with atomic_write(path) as handle:
             handle.write(buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainedModel":
-        """Load a model file without executing code from it."""
+        """Load a model file without executing code from it, after checking its structure (:mod:`.model_checks`)."""
         with model_archive(path) as (archive, manifest):
             return cls.from_archive(archive, manifest, path)
 
     @classmethod
     def from_archive(cls, archive: zipfile.ZipFile, manifest: dict, path) -> "TrainedModel":
-        """The model of an open model file (:func:`model_archive`)."""
-        estimator = _deserialise_estimator(archive, path)
-        keys = json.loads(archive.read("training_keys.json")) if "training_keys.json" in archive.namelist() else []
-        settings = FeatureSettings.from_dict(manifest["settings"])
-        return cls(
+        """The model of an open model file (:func:`model_archive`) whose manifest describes a feature classifier."""
+        settings = _settings(manifest, path)
+        estimator = _deserialise_estimator(archive, path, len(manifest["classes"]), len(manifest["feature_names"]))
+        keys = training_keys(archive, path)
+        envelope = _envelope(archive, manifest, path)
+        model = cls(
             manifest["model"], estimator, list(manifest["classes"]), settings, list(manifest["feature_names"]),
-            keys, manifest.get("provenance", {}), manifest.get("metrics"), _profile(manifest.get("training_profile")),
+            keys, manifest.get("provenance", {}), manifest.get("metrics"), _profile(manifest.get("training_profile")), envelope,
         )  # fmt: skip
+        model._probe(path)
+        return model
+
+    def _probe(self, path) -> None:
+        """Predict one row of zeros: a model whose arrays disagree fails here, before any feature is computed."""
+        try:
+            self.predict_proba(np.zeros((1, len(self.feature_names))))
+        except ModelFileError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
 
 
-@contextlib.contextmanager
-def model_archive(path: str | Path):
-    """``(archive, manifest)`` of a model file of this format; a damaged or foreign file is a :class:`ModelFileError`."""
+def _valid_probabilities(probabilities: np.ndarray, totals: np.ndarray) -> bool:
+    return bool(np.isfinite(probabilities).all() and (probabilities >= 0).all() and (totals > 0).all())
+
+
+def _settings(manifest: dict, path) -> FeatureSettings:
     try:
-        with zipfile.ZipFile(path) as archive:
-            manifest = json.loads(archive.read("manifest.json"))
-            if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
-                raise ModelFileError(f"{path}: unsupported model format {manifest.get('format') if isinstance(manifest, dict) else None!r}")
-            yield archive, manifest
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: model file not found") from None
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError, OSError) as exc:
-        raise ModelFileError(f"{path}: not a bloodcli model or the file is damaged ({exc})") from None
+        return FeatureSettings.from_dict(manifest["settings"])
+    except (BloodcliError, TypeError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path}: manifest.json has invalid feature settings ({exc})") from None
+
+
+def training_keys(archive: zipfile.ZipFile, path) -> list[str]:
+    """The training images' keys recorded in a model file (empty in files that record none)."""
+    if "training_keys.json" not in archive.namelist():
+        return []
+    keys = parse_json(read_entry(archive, "training_keys.json", path), "training_keys.json", path)
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ModelFileError(f"{path}: training_keys.json must be a list of strings")
+    return keys
+
+
+def _envelope(archive: zipfile.ZipFile, manifest: dict, path) -> FeatureEnvelope | None:
+    """The recorded feature envelope (None in older model files); a damaged one is a damaged model file."""
+    if ENVELOPE_ENTRY not in archive.namelist():
+        return None
+    try:
+        return FeatureEnvelope.from_bytes(read_entry(archive, ENVELOPE_ENTRY, path), len(manifest["feature_names"]),
+                                          len(manifest["classes"]))  # fmt: skip
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{path}: {ENVELOPE_ENTRY} is damaged ({exc})") from None
 
 
 def _profile(value) -> dict | None:
@@ -155,6 +207,38 @@ def _profile(value) -> dict | None:
         if entry is not None and not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, (int, float)) for v in entry)):
             return None
     return value
+
+
+def read_manifest(path: str | Path) -> dict:
+    """What a model file says about itself (classes, settings, provenance, metrics), without loading its estimator."""
+    with model_archive(path) as (_, manifest):
+        return manifest
+
+
+@contextlib.contextmanager
+def model_archive(path: str | Path):
+    """``(archive, manifest)`` of a model file of either kind, its manifest checked (:func:`.model_checks.check_manifest`)."""
+    with _model_archive(path) as archive:
+        yield archive, _manifest(archive, path)
+
+
+@contextlib.contextmanager
+def _model_archive(path: str | Path):
+    """The model file's zip archive; anything but a regular file, or a damaged one, is a one-line :class:`ModelFileError`."""
+    check_regular_file(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            yield archive
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, KeyError, ValueError, EOFError, OSError,
+            NotImplementedError) as exc:  # what a damaged archive raises while it is read
+        raise ModelFileError(f"{path}: not a bloodcli model or the file is damaged ({exc})") from None
+
+
+def _manifest(archive: zipfile.ZipFile, path) -> dict:
+    """The manifest, bounded in size and depth and checked against its schema (:mod:`.model_checks`)."""
+    manifest = parse_json(read_entry(archive, "manifest.json", path), "manifest.json", path)
+    check_manifest(manifest, MODEL_FORMAT, path)
+    return manifest
 
 
 def _json_default(value):
@@ -173,62 +257,33 @@ def _serialise_estimator(estimator: BaseEstimator) -> tuple[str, bytes]:
     return "estimator.skops", sio.dumps(estimator)
 
 
-def _deserialise_estimator(archive: zipfile.ZipFile, path) -> BaseEstimator:
+def _deserialise_estimator(archive: zipfile.ZipFile, path, n_classes: int, n_features: int) -> BaseEstimator:
     names = archive.namelist()
     if "estimator.xgboost.json" in names:
         from xgboost import XGBClassifier
 
+        data = read_entry(archive, "estimator.xgboost.json", path)
+        check_xgboost_json(parse_json(data, "estimator.xgboost.json", path), n_classes, n_features, path)
         estimator = XGBClassifier()
         try:
-            estimator.load_model(bytearray(archive.read("estimator.xgboost.json")))
+            estimator.load_model(bytearray(data))
         except Exception as exc:  # noqa: BLE001 - xgboost raises its own error types
-            raise ModelFileError(f"{path}: damaged XGBoost model ({exc})") from None
+            raise ModelFileError(f"{path}: damaged XGBoost model ({str(exc).splitlines()[0]})") from None
         return estimator
     if "estimator.skops" not in names:
         raise ModelFileError(f"{path}: model file holds no estimator")
     import skops.io as sio
     from skops.io.exceptions import UntrustedTypesFoundException
 
-    data = archive.read("estimator.skops")
+    data = read_entry(archive, "estimator.skops", path)
     try:
         estimator = sio.loads(data, trusted=trusted_skops_types())
     except UntrustedTypesFoundException as exc:
         raise ModelFileError(f"{path}: refused: the model file contains types outside the allow-list ({str(exc).splitlines()[0]})") from None
     except Exception as exc:  # noqa: BLE001 - skops raises many types for damaged data
-        raise ModelFileError(f"{path}: damaged model file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
-    _validate_trees(estimator, path)
+        raise ModelFileError(f"{path}: damaged model file ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})") from None
+    check_estimator(estimator, n_classes, n_features, path)
     return estimator
-
-
-def _validate_trees(estimator, path) -> None:
-    """Refuse tree models whose node indices could read outside their arrays or loop.
-
-    Trees are found wherever they sit (a bare tree, a forest, a pipeline step). In a valid tree a
-    split node's children come after it and inside the array, and its feature is a real column.
-    """
-    for tree in _trees(estimator):
-        count, nodes = tree.node_count, np.arange(tree.node_count)
-        left, right, feature = (np.asarray(a)[:count] for a in (tree.children_left, tree.children_right, tree.feature))
-        split = left != -1
-        valid = (
-            len(left) == len(right) == len(feature) == count
-            and ((right == -1) == ~split).all()
-            and (left[split] > nodes[split]).all() and (right[split] > nodes[split]).all()
-            and (np.concatenate([left, right]) < count).all()
-            and ((feature[split] >= 0) & (feature[split] < tree.n_features)).all()
-        )  # fmt: skip
-        if not valid:
-            raise ModelFileError(f"{path}: refused: a tree in the model file has out-of-range or looping node indices")
-
-
-def _trees(estimator, depth: int = 0):
-    """Every ``sklearn.tree._tree.Tree`` inside ``estimator`` (its own, its sub-estimators', its pipeline steps')."""
-    if depth > 8:
-        return
-    if getattr(estimator, "tree_", None) is not None:
-        yield estimator.tree_
-    for child in list(getattr(estimator, "estimators_", None) or []) + [step for _, step in getattr(estimator, "steps", [])]:
-        yield from _trees(child, depth + 1)
 
 
 def library_versions() -> dict[str, str]:

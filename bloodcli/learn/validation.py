@@ -39,6 +39,7 @@ from bloodcli.learn.splits import (
     inner_splits,
     make_folds,
 )
+from bloodcli.pipeline.parallel import worker_pool
 from bloodcli.pipeline.table import FeatureTable
 from bloodcli.report.metrics import SUMMARY_METRICS, classification_metrics, roc_curves
 
@@ -129,7 +130,7 @@ def validate(rows: TrainingRows | Sequence[TrainingRows], splits: list[Split], m
     per_split = list(rows) if isinstance(rows, Sequence) else [rows] * len(splits)
     classes = per_split[0].classes
     fits = [expand_split(split, r.origin) for split, r in zip(splits, per_split)]
-    outputs = joblib.Parallel(n_jobs=min(jobs, len(fits)))(
+    outputs = worker_pool(min(jobs, len(fits)))(
         joblib.delayed(_fit_fold)(model, r, classes, train, test, seed, tune) for r, (train, test) in zip(per_split, fits)
     )
     fold_metrics, fit_ms, chosen = [], [], Counter()

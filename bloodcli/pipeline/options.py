@@ -55,4 +55,4 @@ class ExecutionOptions:
         return resolve_jobs(self.jobs)
 
     def cache(self) -> FeatureCache:
-        return FeatureCache((self.cache_dir or default_cache_dir()) if self.use_cache else None)
+        return FeatureCache.checked((self.cache_dir or default_cache_dir()) if self.use_cache else None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import signal
+import sys
 from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -36,6 +38,78 @@ def in_order(submit, items, ahead: int):
         if following is not None:
             pending.append(submit(following))
         yield current
+
+
+#: Thread pools of numerical libraries, capped to one thread in each worker process.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def one_thread_per_worker() -> None:
+    """Run this worker process on one thread: one worker per core, and no library oversubscribing it.
+
+    OpenCV's pool is capped directly (it would otherwise start a thread per core in every worker);
+    the variables reach OpenMP/BLAS pools started after this call.
+    """
+    import cv2
+
+    for name in THREAD_VARIABLES:
+        os.environ[name] = "1"
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+
+
+def in_directory(directory: str, function, *args):
+    """``function(*args)`` run in ``directory`` (a local pool's worker task).
+
+    Worker processes outlive a call and keep the working directory they started in, where the
+    caller's relative paths would resolve elsewhere (a library caller may change directory between calls).
+    """
+    if os.getcwd() != directory:
+        os.chdir(directory)
+    return function(*args)
+
+
+@contextlib.contextmanager
+def one_opencv_thread() -> Iterator[None]:
+    """OpenCV on one thread while active (``--jobs 1`` in the calling process uses one core), then as before."""
+    import cv2
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
+
+
+def die_with_parent() -> None:
+    """Make this worker process exit when the process that started it dies (Linux ``PR_SET_PDEATHSIG``).
+
+    Without it a worker of a killed ``bloodcli`` (kill -9, a crashed shell) lives on, holding its
+    memory, until its pool's idle timeout. Elsewhere a no-op: the pool's own shutdown remains.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def worker_pool(n_jobs: int, **options):
+    """A ``joblib.Parallel`` whose local worker processes die with this one (:func:`die_with_parent`).
+
+    Under another active joblib backend (Dask via :func:`compute_backend`) that backend is used as is.
+    """
+    import joblib
+    from joblib.parallel import LokyBackend, get_active_backend
+
+    if type(get_active_backend()[0]) is LokyBackend:
+        options["backend"] = LokyBackend(initializer=die_with_parent)
+    return joblib.Parallel(n_jobs=n_jobs, **options)
 
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"

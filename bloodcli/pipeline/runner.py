@@ -12,24 +12,27 @@ as :attr:`FeatureTable.augmented`, apart from the rows of the originals.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import itertools
+import json
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import cv2
-import joblib
 import numpy as np
 
 from bloodcli.errors import DatasetError, ImageReadError, UsageError
 from bloodcli.features.base import CellImage, FeatureExtractor
 from bloodcli.imaging.augmentation import Augmentation
-from bloodcli.imaging.preprocessing import Preprocessing
+from bloodcli.imaging.preprocessing import MAX_SIDE, Preprocessing
 from bloodcli.io.datasets import Dataset, Sample, crop
 from bloodcli.io.images import content_hash, decode_image, read_bytes
 from bloodcli.pipeline.cache import FeatureCache
 from bloodcli.pipeline.options import ProgressCallback
-from bloodcli.pipeline.parallel import in_order, resolve_jobs
+from bloodcli.pipeline.parallel import in_directory, in_order, one_opencv_thread, one_thread_per_worker, resolve_jobs, worker_pool
 from bloodcli.pipeline.plan import FeatureSettings
 from bloodcli.pipeline.table import AugmentedRows, FeatureTable
 
@@ -48,11 +51,20 @@ def sample_key(data: bytes, sample: Sample) -> str:
     return digest if sample.box is None else f"{digest}-{'_'.join(map(str, sample.box))}"
 
 
+#: Most pixels features are computed on (a 4096 x 4096 image): cells and smears are far smaller, and the
+#: feature code's memory and time grow with the pixels (an 88-megapixel image took 12 GB and minutes).
+FEATURE_PIXEL_LIMIT = MAX_SIDE * MAX_SIDE
+
+
 def load_sample_image(data: bytes, sample: Sample, preprocessing: Preprocessing, augment=None) -> np.ndarray:
     """Decode, crop, augment (``augment(image)``, when given) and preprocess one sample's image."""
     image = crop(decode_image(data, sample.path), sample.box)
     if image.shape[0] < 2 or image.shape[1] < 2:
         raise ImageReadError(sample.id, f"image or box too small ({image.shape[1]}x{image.shape[0]} pixels)")
+    if preprocessing.resize is None and image.shape[0] * image.shape[1] > FEATURE_PIXEL_LIMIT:  # before any work on it
+        raise ImageReadError(sample.id, f"{image.shape[1]}x{image.shape[0]} pixels is more than features are computed on "
+                                        f"({FEATURE_PIXEL_LIMIT:,}): crop the cells (boxes in a manifest, or "
+                                        "'segment --crops') or downscale the image")  # fmt: skip
     return preprocessing.apply(image if augment is None else augment(image))
 
 
@@ -77,33 +89,36 @@ class WorkItem:
         return load_sample_image(data, self.sample, preprocessing, lambda image: self.augmentation.apply(image, key, self.copy))
 
 
-def _namespace(extractor: FeatureExtractor, preprocessing: Preprocessing) -> str:
-    settings = FeatureSettings.of([extractor], preprocessing)
-    return f"{extractor.name}-{joblib.hash(settings.to_dict())[:16]}"
+def _namespace(extractors: Sequence[FeatureExtractor], preprocessing: Preprocessing) -> str:
+    """Cache namespace of a set of extractors run together: one entry per image holds all their features."""
+    settings = json.dumps(FeatureSettings.of(extractors, preprocessing).to_dict(), sort_keys=True, default=lambda v: np.asarray(v).tolist())
+    return f"{'+'.join(e.name for e in extractors)}-{hashlib.blake2b(settings.encode(), digest_size=8).hexdigest()}"
 
 
 def _process_sample(
-    item: WorkItem, extractors, namespaces: list[str], preprocessing: Preprocessing, cache: FeatureCache
+    item: WorkItem, extractors, namespace: str, preprocessing: Preprocessing, cache: FeatureCache
 ) -> _SampleResult:
     """Worker: features of one sample (or copy) for the per-image extractors, through the cache.
 
-    ``namespaces`` are the extractors' cache namespaces, computed once per run rather than per image.
+    The extractors' vectors are cached together, one entry per image (one file read or written,
+    not one per extractor); ``namespace`` is computed once per run rather than per image.
     """
     sample = item.sample
+    ends = list(itertools.accumulate(e.n_features for e in extractors))
     try:
         data = read_bytes(sample.path)
         key = item.key(data)
-        vectors = [cache.get(namespace, key) for namespace in namespaces]
-        missing = [i for i, v in enumerate(vectors) if v is None]
-        if missing:
-            image = item.image(data, preprocessing)
-            cells: dict[int, CellImage] = {}  # one per mask version: conversions and masks computed once
-            for i in missing:
-                version = extractors[i].mask_version
-                cell = cells.setdefault(version, CellImage(image, version, preprocessing.roi))
-                vectors[i] = _finite(extractors[i].compute(cell))
-                cache.put(namespaces[i], key, vectors[i])
-        return _SampleResult(key, vectors, computed=len(missing))
+        cached = cache.get(namespace, key, size=ends[-1])
+        if cached is not None:
+            return _SampleResult(key, [cached[start:end] for start, end in zip([0, *ends], ends)])
+        image = item.image(data, preprocessing)
+        cells: dict[int, CellImage] = {}  # one per mask version: conversions and masks computed once
+        vectors = []
+        for extractor in extractors:
+            cell = cells.setdefault(extractor.mask_version, CellImage(image, extractor.mask_version, preprocessing.roi))
+            vectors.append(_finite(extractor.compute(cell)))
+        cache.put(namespace, key, np.concatenate(vectors))
+        return _SampleResult(key, vectors, computed=len(extractors))
     except ImageReadError as exc:
         return _SampleResult(None, None, error=exc.cause if exc.path == str(sample.path) else str(exc))
 
@@ -180,21 +195,25 @@ def extract_features(
         keys[index] = result.key
         computed += result.computed
         for extractor, vector in zip(owners, result.vectors):
-            columns.setdefault(id(extractor), np.zeros((n, vector.size), np.float32))[index] = vector
+            if id(extractor) not in columns:
+                columns[id(extractor)] = np.zeros((n, vector.size), np.float32)
+            columns[id(extractor)][index] = vector
 
     total_steps = n * (int(bool(per_image)) + len(batched))
     advance = (lambda: progress(1, total_steps)) if progress else (lambda: None)
+    # Closed at once on an error: a worker pool's generator left to the garbage collector would shut the
+    # shared pool down in the middle of a later call.
     if per_image:
-        results = _run_per_image(items, per_image, preprocessing, cache, jobs, executor)
-        for index, result in enumerate(results):
-            record(index, result, per_image)
-            advance()
+        with contextlib.closing(_run_per_image(items, per_image, preprocessing, cache, jobs, executor)) as results:
+            for index, result in enumerate(results):
+                record(index, result, per_image)
+                advance()
     for extractor in batched:
         todo = [i for i in range(n) if i not in errors]
-        batches = _run_batched(items, todo, keys, extractor, preprocessing, cache, batch_size)
-        for index, result in batches:
-            record(index, result, [extractor])
-            advance()
+        with contextlib.closing(_run_batched(items, todo, keys, extractor, preprocessing, cache, batch_size)) as batches:
+            for index, result in batches:
+                record(index, result, [extractor])
+                advance()
     failed = {}  # sample index -> first error of the sample or any of its copies
     for index in sorted(errors):
         failed.setdefault(source[index], errors[index])
@@ -223,10 +242,10 @@ def _work_items(samples: list[Sample], augmentation: Augmentation | None) -> tup
     return items, np.tile(np.arange(len(samples)), copies + 1)
 
 
-def _extract_chunk(items, extractors, namespaces, preprocessing, cache) -> list[_SampleResult]:
+def _extract_chunk(items, extractors, namespace, preprocessing, cache) -> list[_SampleResult]:
     """Worker task: several samples at once, so per-task overhead is paid once per chunk."""
-    cv2.setNumThreads(1)  # one worker per core: OpenCV's own thread pool would oversubscribe it
-    return [_process_sample(item, extractors, namespaces, preprocessing, cache) for item in items]
+    one_thread_per_worker()
+    return [_process_sample(item, extractors, namespace, preprocessing, cache) for item in items]
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -235,20 +254,27 @@ def _chunks(items: list, size: int) -> list[list]:
 
 def _run_per_image(items, extractors, preprocessing, cache, jobs, executor=None) -> Iterator[_SampleResult]:
     """Results in item order, streamed: only feature vectors are ever held, never images."""
-    namespaces = [_namespace(e, preprocessing) for e in extractors]
-    arguments = (extractors, namespaces, preprocessing, cache)
+    arguments = (extractors, _namespace(extractors, preprocessing), preprocessing, cache)
     if executor is not None:
         chunks = _chunks(items, 32)
         futures = in_order(lambda chunk: executor.submit(_extract_chunk, chunk, *arguments), chunks, ahead=64)
         return (result for future in futures for result in future.result())
     workers = min(resolve_jobs(jobs), len(items))
     if workers <= 1:
-        return (_process_sample(item, *arguments) for item in items)
+        return _in_process(items, arguments)
     chunks = _chunks(items, max(1, min(16, len(items) // (4 * workers))))
+    import joblib  # only for several workers: a one-image run doesn't pay for importing it
+
     # A stop on a bad image cancels the chunks in flight on purpose: joblib's warning about it is noise.
     warnings.filterwarnings("ignore", message=r"\d+ tasks (which were still being processed|have been successfully executed)", category=UserWarning)
-    parallel = joblib.Parallel(n_jobs=workers, return_as="generator")
-    return (result for chunk in parallel(joblib.delayed(_extract_chunk)(c, *arguments) for c in chunks) for result in chunk)
+    parallel = worker_pool(workers, return_as="generator")
+    tasks = (joblib.delayed(in_directory)(os.getcwd(), _extract_chunk, c, *arguments) for c in chunks)
+    return (result for chunk in parallel(tasks) for result in chunk)
+
+
+def _in_process(items, arguments) -> Iterator[_SampleResult]:
+    with one_opencv_thread():
+        yield from (_process_sample(item, *arguments) for item in items)
 
 
 def _run_batched(items, todo, keys, extractor, preprocessing, cache, batch_size) -> Iterator[tuple[int, _SampleResult]]:
@@ -257,7 +283,7 @@ def _run_batched(items, todo, keys, extractor, preprocessing, cache, batch_size)
     ``keys`` holds the cache keys an earlier pass already computed (None where not), so a cache
     hit there needs no file read at all.
     """
-    namespace = _namespace(extractor, preprocessing)
+    namespace = _namespace([extractor], preprocessing)
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
 
     def load(index: int):

@@ -10,7 +10,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import joblib
 import numpy as np
 
 from bloodcli.errors import DatasetError, ModelFileError, UsageError
@@ -101,6 +100,8 @@ def columns_of(spans: dict[str, slice], names: Sequence[str]) -> np.ndarray:
 def _start_workers(workers: int) -> None:
     """Start (and import bloodcli in) the reusable worker processes, so the first extractor timed doesn't pay for it."""
     if workers > 1:
+        import joblib
+
         joblib.Parallel(n_jobs=workers)(joblib.delayed(extractor_kind)("glcm") for _ in range(workers))
 
 

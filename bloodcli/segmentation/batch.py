@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import json
+import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,6 +19,9 @@ from bloodcli.segmentation.scoring import ImageScore, find_truth, score_image, s
 from bloodcli.segmentation.smear import Segmentation
 
 CROP_MARGIN = 0.1
+#: Finished-image records are written together, at most this many images or seconds of work at a time:
+#: an interrupted run redoes at most that much.
+RECORD_BATCH, RECORD_SECONDS = 16, 1.0
 
 
 @dataclass
@@ -39,17 +46,18 @@ class _ImageResult:
     score: ImageScore | None = None
     failure: str | None = None
     resumed: bool = False
+    fingerprint: str | None = None  # of the image content and every setting: the key of its record
 
 
 def segment_files(
     paths: list[Path], out_dir: str | Path, method: str = "watershed", params=None, *, crops: bool = False,
-    voc_dir: str | Path | None = None, mask_dir: str | Path | None = None, jobs: int = 1,
+    overlays: bool = False, voc_dir: str | Path | None = None, mask_dir: str | Path | None = None, jobs: int = 1,
     skip_errors: bool = False, progress=None, executor=None,
 ) -> SegmentRun:  # fmt: skip
-    """Segment image files, writing label masks, overlays, tables (and crops) to ``out_dir``.
+    """Segment image files, writing label masks, tables (overlays, crops) to ``out_dir``.
 
-    Writes ``labels/<stem>.png`` (16-bit ids), ``overlays/<stem>.png``, ``objects.csv``,
-    ``counts.csv`` and, with ``crops``, ``crops/<class>/<stem>_<id>.png`` (a class-folder
+    Writes ``labels/<stem>.png`` (16-bit ids), ``objects.csv``, ``counts.csv``, with ``overlays``
+    ``overlays/<stem>.png`` and with ``crops`` ``crops/<class>/<stem>_<id>.png`` (a class-folder
     dataset). With ``voc_dir`` and/or ``mask_dir`` it also scores every image against the
     truth found by file stem and writes ``scores.csv`` and ``metrics.json``.
 
@@ -57,29 +65,94 @@ def segment_files(
     ``failures``. ``jobs > 1`` segments images in that many worker processes; an ``executor``
     (e.g. a Dask client) runs them there instead.
 
-    Each finished image leaves a record in ``out_dir/.done/`` (written last, atomically), keyed
-    by the image content and every setting; a rerun after an interruption reuses those images
-    and produces the same tables as an uninterrupted run.
+    Each finished image leaves a record in ``out_dir/.done/`` (after its files, in batches of
+    :data:`RECORD_BATCH` images or :data:`RECORD_SECONDS`, each batch one atomically written file),
+    keyed by the image content and every setting; a rerun after an interruption reuses those
+    images and produces the same tables as an uninterrupted run. Per-image files are renamed into
+    place whole but not synced to disk one by one (a killed run never leaves half a file; the
+    tables at the end are synced).
     """
     from bloodcli.segmentation.smear import SegmentationParams, check_method
 
     params = params or SegmentationParams()
     check_method(method)
     out_dir = Path(out_dir)
-    names = _unique_names(paths)
+    names = unique_names(paths)
     evaluate = voc_dir is not None or mask_dir is not None
-    task = (out_dir, method, params, crops, voc_dir, mask_dir, evaluate)
+    task = (out_dir, method, params, crops, overlays, voc_dir, mask_dir, evaluate)
+    records = _Records(out_dir / ".done")
     results = []
-    for result in _run(paths, names, task, jobs, executor):
-        if result.failure is not None and not skip_errors:
-            raise ImageReadError(result.image, result.failure)
-        results.append(result)
-        if progress is not None:
-            progress(1, len(paths))
+    # Closed at once on an error: a pool's generator left to the garbage collector would stop a later call's pool.
+    try:
+        with contextlib.closing(_run(paths, names, [records.finished.get(n) for n in names], task, jobs, executor)) as run:
+            for result in run:
+                if result.failure is not None and not skip_errors:
+                    raise ImageReadError(result.image, result.failure)
+                results.append(result)
+                records.add(names[len(results) - 1], result)
+                if progress is not None:
+                    progress(1, len(paths))
+    finally:
+        records.flush()  # the images finished so far survive an error or an interruption
     return _finish(out_dir, results, evaluate)
 
 
-def _unique_names(paths: list[Path]) -> list[str]:
+class _Records:
+    """The records of finished images in ``folder``: read at the start, written in batches."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.finished: dict[str, dict] = {}  # name -> {"fingerprint", "result"}, the latest record of each
+        for batch in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            try:
+                lines = batch.read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                try:
+                    record = json.loads(line)
+                    self.finished[record["name"]] = record
+                except (ValueError, KeyError, TypeError):
+                    continue
+        self.pending: list[str] = []
+        self.since = time.monotonic()
+
+    def add(self, name: str, result: "_ImageResult") -> None:
+        if result.failure is None and not result.resumed:
+            record = {"name": name, "fingerprint": result.fingerprint, "result": asdict(result)}
+            self.pending.append(json.dumps(record, default=_plain_number))
+        if len(self.pending) >= RECORD_BATCH or time.monotonic() - self.since >= RECORD_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            with atomic_write(self.folder / f"{time.time_ns()}.jsonl", "w", durable=False) as handle:
+                handle.write("\n".join(self.pending) + "\n")
+        self.pending, self.since = [], time.monotonic()
+
+
+def is_segment_output(folder: Path) -> bool:
+    """True for a folder 'bloodcli segment' wrote (its resume records, or its tables beside its label masks)."""
+    return (folder / ".done").is_dir() or ((folder / "counts.csv").is_file() and (folder / "labels").is_dir())
+
+
+def exclude_segment_outputs(paths: list[Path], input_dirs: list[Path], out_dir: Path) -> list[Path]:
+    """``paths`` without the images inside ``out_dir``, or inside an earlier output folder under an input folder.
+
+    Otherwise ``segment DIR -o DIR/seg`` run twice would segment its own masks, overlays and crops.
+    """
+    out_dir = out_dir.resolve()
+    roots = {d.resolve() for d in input_dirs}
+    kept = []
+    for path in paths:
+        resolved = path.resolve()
+        below = list(itertools.takewhile(lambda folder: folder not in roots, resolved.parents))
+        if out_dir not in resolved.parents and (len(below) == len(resolved.parents) or not any(map(is_segment_output, below))):
+            kept.append(path)
+    return kept
+
+
+def unique_names(paths: list[Path]) -> list[str]:
     """Output name of each image: its stem, suffixed where two inputs share one."""
     seen: dict[str, int] = {}
     names = []
@@ -90,21 +163,38 @@ def _unique_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def _run(paths, names, task, jobs: int, executor=None):
-    if executor is not None:
-        from bloodcli.pipeline.parallel import in_order
+def _run(paths, names, finished, task, jobs: int, executor=None):
+    from bloodcli.pipeline.parallel import in_order
 
-        submit = lambda item: executor.submit(_segment_one, *item, *task)  # noqa: E731
-        return (future.result() for future in in_order(submit, zip(paths, names), ahead=64))
+    items = list(zip(paths, names, finished))
+    if executor is not None:
+        submit = lambda item: executor.submit(_segment_in_worker, *item, *task)  # noqa: E731
+        return (future.result() for future in in_order(submit, items, ahead=64))
     if jobs <= 1 or len(paths) <= 1:
-        return (_segment_one(p, n, *task) for p, n in zip(paths, names))
+        return _in_process(items, task)
     import joblib
 
-    parallel = joblib.Parallel(n_jobs=min(jobs, len(paths)), return_as="generator", batch_size=4)
-    return parallel(joblib.delayed(_segment_one)(p, n, *task) for p, n in zip(paths, names))
+    from bloodcli.pipeline.parallel import in_directory, worker_pool
+
+    parallel = worker_pool(min(jobs, len(paths)), return_as="generator", batch_size=4)
+    return parallel(joblib.delayed(in_directory)(os.getcwd(), _segment_in_worker, *item, *task) for item in items)
 
 
-def _segment_one(path, name, out_dir, method, params, crops, voc_dir, mask_dir, evaluate) -> _ImageResult:
+def _in_process(items, task):
+    from bloodcli.pipeline.parallel import one_opencv_thread
+
+    with one_opencv_thread():
+        yield from (_segment_one(*item, *task) for item in items)
+
+
+def _segment_in_worker(*arguments) -> _ImageResult:
+    from bloodcli.pipeline.parallel import one_thread_per_worker
+
+    one_thread_per_worker()
+    return _segment_one(*arguments)
+
+
+def _segment_one(path, name, finished, out_dir, method, params, crops, overlays, voc_dir, mask_dir, evaluate) -> _ImageResult:
     """Segment one file and write its outputs; input errors come back as ``failure``.
 
     Errors are returned, not raised, so one bad file in a worker process neither loses the
@@ -116,34 +206,24 @@ def _segment_one(path, name, out_dir, method, params, crops, voc_dir, mask_dir, 
         data = read_bytes(path)
     except ImageReadError as exc:
         return _ImageResult(str(path), {}, [], failure=exc.cause)
-    settings = [content_hash(data), method, params.to_dict(), crops, str(voc_dir), str(mask_dir), str(path)]
-    record = out_dir / ".done" / f"{name}.json"
+    settings = [content_hash(data), method, params.to_dict(), crops, overlays, str(voc_dir), str(mask_dir), str(path)]
     fingerprint = content_hash(json.dumps(settings, sort_keys=True, default=str).encode())
-    finished = _read_record(record, fingerprint)
-    if finished is not None:
-        return finished
-    result = _segment_and_write(path, data, name, out_dir, method, params, crops, voc_dir, mask_dir, evaluate)
-    if result.failure is None:
-        with atomic_write(record, "w") as handle:
-            json.dump({"fingerprint": fingerprint, "result": asdict(result)}, handle, default=_plain_number)
+    if finished is not None and finished.get("fingerprint") == fingerprint:
+        return _resumed(finished["result"])
+    result = _segment_and_write(path, data, name, out_dir, method, params, crops, overlays, voc_dir, mask_dir, evaluate)
+    result.fingerprint = fingerprint
     return result
 
 
-def _read_record(record: Path, fingerprint: str) -> _ImageResult | None:
-    """The result stored by an earlier run with identical inputs and settings, if any."""
-    try:
-        stored = json.loads(record.read_text())
-    except (OSError, ValueError):
-        return None
-    if stored.get("fingerprint") != fingerprint:
-        return None
-    result = _ImageResult(**stored["result"])
+def _resumed(stored: dict) -> _ImageResult:
+    """The result an earlier run with identical inputs and settings recorded."""
+    result = _ImageResult(**stored)
     result.score = ImageScore(**result.score) if result.score else None
     result.resumed = True
     return result
 
 
-def _segment_and_write(path, data, name, out_dir, method, params, crops, voc_dir, mask_dir, evaluate) -> _ImageResult:
+def _segment_and_write(path, data, name, out_dir, method, params, crops, overlays, voc_dir, mask_dir, evaluate) -> _ImageResult:
     from bloodcli.io.images import decode_image, write_image
     from bloodcli.segmentation.smear import draw_overlay, segment_image
 
@@ -155,8 +235,9 @@ def _segment_and_write(path, data, name, out_dir, method, params, crops, voc_dir
         return _ImageResult(str(path), {}, [], failure=exc.cause if exc.path == str(path) else str(exc))
     except (InputDataError, OSError) as exc:
         return _ImageResult(str(path), {}, [], failure=str(exc).removeprefix(f"{path}: "))
-    write_image(out_dir / "labels" / f"{name}.png", seg.labels)
-    write_image(out_dir / "overlays" / f"{name}.png", draw_overlay(rgb, seg))
+    write_image(out_dir / "labels" / f"{name}.png", seg.labels, durable=False)
+    if overlays:
+        write_image(out_dir / "overlays" / f"{name}.png", draw_overlay(rgb, seg), durable=False)
     if crops:
         _write_crops(rgb, seg, out_dir / "crops", name)
     # Plain Python numbers, so a resumed run (read back from JSON) writes identical tables.
@@ -176,7 +257,7 @@ def _write_crops(rgb: np.ndarray, seg: Segmentation, crop_dir: Path, name: str) 
     from bloodcli.io.images import write_image
 
     for obj in seg.objects:
-        write_image(crop_dir / obj.cls / f"{name}_{obj.object_id}.png", crop(rgb, _pad_box(obj.bbox, CROP_MARGIN)))
+        write_image(crop_dir / obj.cls / f"{name}_{obj.object_id}.png", crop(rgb, _pad_box(obj.bbox, CROP_MARGIN)), durable=False)
 
 
 def _finish(out_dir: Path, results: list[_ImageResult], evaluate: bool) -> SegmentRun:

@@ -8,6 +8,7 @@ merged cells.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -261,18 +262,33 @@ def find_truth(image: str | Path, truth_dir: str | Path | None, mask_dir: str | 
     ``truth_dir`` is a VOC folder (``Annotations/<stem>.xml`` or ``<stem>.xml``) or a folder of point
     files (``points/<stem>.txt`` or ``<stem>.txt``).
     """
+    xml, text, mask = truth_files(image, truth_dir, mask_dir)
+    boxes = read_voc_boxes(xml)[1] if xml is not None else None
+    points = read_points(text) if text is not None else None
+    return boxes, _read_mask(mask) if mask is not None else None, points
+
+
+def truth_files(image: str | Path, truth_dir: str | Path | None, mask_dir: str | Path | None) -> tuple[Path | None, ...]:
+    """The VOC file, points file and mask file of an image (None where absent): :func:`find_truth` without reading."""
     stem = Path(image).stem
-    boxes = points = mask = None
+    xml = text = mask = None
     if truth_dir is not None:
         root = Path(truth_dir)
         xml = _first_existing([root / "Annotations" / f"{stem}.xml", root / f"{stem}.xml"])
-        boxes = read_voc_boxes(xml)[1] if xml is not None else None
         text = _first_existing([root / "points" / f"{stem}.txt", root / f"{stem}.txt"])
-        points = read_points(text) if text is not None else None
     if mask_dir is not None:
-        path = _first_existing([Path(mask_dir) / f"{stem}{ext}" for ext in (".png", ".bmp", ".tif", ".jpg")])
-        mask = _read_mask(path) if path is not None else None
-    return boxes, mask, points
+        mask = _first_existing([Path(mask_dir) / f"{stem}{ext}" for ext in (".png", ".bmp", ".tif", ".jpg")])
+    return xml, text, mask
+
+
+def check_truth_found(images: Sequence[str | Path], truth_dir: str | Path | None, mask_dir: str | Path | None) -> None:
+    """Refuse a truth folder in which no image finds its file (a run would score nothing)."""
+    found = [truth_files(image, truth_dir, mask_dir) for image in images]
+    if truth_dir is not None and not any(xml or text for xml, text, _ in found):
+        raise InputDataError(f"--evaluate {truth_dir}: no image has its truth there (expected Annotations/<stem>.xml, "
+                             "<stem>.xml, points/<stem>.txt or <stem>.txt)")  # fmt: skip
+    if mask_dir is not None and not any(mask for _, _, mask in found):
+        raise InputDataError(f"--masks {mask_dir}: no image has its mask there (expected <stem>.png, .bmp, .tif or .jpg)")
 
 
 def _first_existing(paths: list[Path]) -> Path | None:

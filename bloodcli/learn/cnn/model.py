@@ -26,13 +26,11 @@ from bloodcli.learn.cnn.images import ImageSet
 from bloodcli.learn.cnn.network import build_network, set_tensors, tensors
 from bloodcli.learn.cnn.settings import CNNSettings
 from bloodcli.learn.cnn.training import FittedNetwork, embed, predict_probabilities
-from bloodcli.learn.model_file import MODEL_FORMAT, library_versions, training_fingerprint
+from bloodcli.learn.model_checks import CNN_MODEL, read_entry
+from bloodcli.learn.model_file import MODEL_FORMAT, library_versions, training_fingerprint, training_keys
 from bloodcli.pipeline.data_profile import profile_samples
 
-MODEL_NAME = "cnn"
-TENSORS_ENTRY = "network.npz"
-#: Largest uncompressed tensor archive accepted (ResNet50 is ~100 MB; anything far larger is no model of ours).
-MAX_TENSOR_BYTES = 1 << 30
+TENSORS_ENTRY = "network.npz"  # read with the estimators' size bound (1 GiB; ResNet50 is ~100 MB)
 
 
 @dataclass
@@ -48,7 +46,7 @@ class CNNModel:
     provenance: dict = field(default_factory=dict)
     metrics: dict | None = None
     profile: dict | None = None
-    name: str = MODEL_NAME
+    name: str = CNN_MODEL
 
     @classmethod
     def of(cls, data: ImageSet, fitted: FittedNetwork, preprocessing: Preprocessing) -> "CNNModel":
@@ -120,12 +118,9 @@ class CNNModel:
             preprocessing = Preprocessing.from_dict(manifest.get("preprocessing"))
         except (TypeError, ValueError, KeyError, UsageError) as exc:
             raise ModelFileError(f"{path}: refused: the network settings in the manifest are not valid ({exc})") from None
-        classes = manifest.get("classes")
-        if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-            raise ModelFileError(f"{path}: refused: the manifest's classes are not a list of names")
         arrays = _read_tensors(archive, path)
-        keys = json.loads(archive.read("training_keys.json")) if "training_keys.json" in archive.namelist() else []
-        model = cls(classes, settings, preprocessing, None, arrays, keys, manifest.get("provenance", {}), manifest.get("metrics"),
+        keys = training_keys(archive, path)
+        model = cls(list(manifest["classes"]), settings, preprocessing, None, arrays, keys, manifest.get("provenance", {}), manifest.get("metrics"),
                     manifest.get("training_profile"))  # fmt: skip
         try:
             model.fitted  # noqa: B018 - rebuild now: a tampered file is refused at load, not at first prediction
@@ -137,10 +132,9 @@ class CNNModel:
 def _read_tensors(archive: zipfile.ZipFile, path) -> list[np.ndarray]:
     if TENSORS_ENTRY not in archive.namelist():
         raise ModelFileError(f"{path}: model file holds no network tensors ({TENSORS_ENTRY})")
-    if archive.getinfo(TENSORS_ENTRY).file_size > MAX_TENSOR_BYTES:
-        raise ModelFileError(f"{path}: refused: {TENSORS_ENTRY} is larger than {MAX_TENSOR_BYTES >> 20} MiB")
+    data = read_entry(archive, TENSORS_ENTRY, path)
     try:
-        with np.load(io.BytesIO(archive.read(TENSORS_ENTRY)), allow_pickle=False) as stored:
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             names = sorted(stored.files, key=lambda name: int(name.removeprefix("arr_")))
             return [stored[name] for name in names]
     except ValueError as exc:  # object arrays (pickles) or names that are no arr_N

@@ -1,0 +1,49 @@
+"""Commands load only what they use: help, model info and classical extraction import no heavy library.
+
+Checked on real processes with ``python -X importtime`` (which lists every module a process
+imports), so the figures of benchmarks/bench_edges.py cannot silently regress. No timings here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, SAMPLE
+
+#: Libraries that cost from a tenth of a second to seconds to import; classical extraction needs none of them.
+HEAVY = ("sklearn", "scipy", "pandas", "tensorflow", "keras", "dask", "distributed", "matplotlib", "skimage",
+         "xgboost", "skops", "pyarrow", "joblib")  # fmt: skip
+
+
+def imported_packages(*args) -> set[str]:
+    """Top-level packages a ``bloodcli`` process imports, after checking it succeeded."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "bloodcli", *map(str, args)],
+                         capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    return {name.split(".")[0] for name in re.findall(r"^import time:.*\|\s+(\S+)\s*$", run.stderr, flags=re.M)}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--help",), ("info", ROOT / "tests" / "data" / "model_0.1_svm.bcm", "--json"), ("segment", "--help")],
+    ids=["help", "info-model", "segment-help"],
+)
+def test_help_and_model_info_import_no_heavy_library(args):
+    packages = imported_packages(*args)
+    assert "bloodcli" in packages and "typer" in packages  # the listing works
+    assert not packages & set(HEAVY), sorted(packages & set(HEAVY))
+
+
+def test_classical_extraction_of_one_image_imports_no_heavy_library(tmp_path):
+    source = sorted((SAMPLE / "pbc" / "neutrophil").glob("*.jpg"))[0]
+    (tmp_path / "one" / "neutrophil").mkdir(parents=True)
+    shutil.copy(source, tmp_path / "one" / "neutrophil")
+    packages = imported_packages("extract", tmp_path / "one", "-o", tmp_path / "f.npz", "--no-cache", "-j", "1")
+    assert (tmp_path / "f.npz").exists() and "cv2" in packages
+    assert not packages & set(HEAVY), sorted(packages & set(HEAVY))
