@@ -144,7 +144,7 @@ def train_cnn(source, settings=None, preprocessing: Preprocessing = Preprocessin
     check_training(CNN, cv, test_size)
     workflows.check_cnn_inputs(source, preprocessing)
     settings = workflows.prepare(settings, options)
-    data = workflows.load_training_images(source, settings, preprocessing, options)
+    data, settings = workflows.load_training_images(source, settings, preprocessing, options)
     from bloodcli.learn.validation import check_class_sizes
 
     check_class_sizes(data.labels, data.groups, [], cv, test_size)

@@ -59,6 +59,7 @@ def test_training_gives_probabilities_of_every_class(trained):
     assert set(predictions.labels) <= set(CLASSES)
     assert model.provenance["training_cost"]["epochs"] == 2  # one epoch of each phase
     assert model.provenance["on_the_fly_augmentation"]["hed"] == CNN_AUGMENTATION.hed
+    assert 4 < model.settings.framing < 7  # "auto" measured on the crops: ~5.4 red-cell diameters, recorded in the file
 
 
 def test_model_file_round_trips_to_identical_probabilities(trained):
@@ -73,7 +74,7 @@ def test_model_file_round_trips_to_identical_probabilities(trained):
 
 
 def test_cli_predict_evaluate_and_info_on_a_cnn_model(trained):
-    _, root, path = trained
+    model, root, path = trained
     predicted = runner.invoke(app, ["predict", str(path), str(root / "lymphocyte")])
     assert predicted.exit_code == 0, predicted.output
     lines = predicted.stdout.strip().splitlines()
@@ -83,6 +84,7 @@ def test_cli_predict_evaluate_and_info_on_a_cnn_model(trained):
     assert json.loads(evaluated.stdout)["n_seen_in_training"] == 12  # scored on its own training images: said so
     info = runner.invoke(app, ["info", str(path), "--json"])
     assert info.exit_code == 0 and json.loads(info.stdout)["network"]["backbone"] == "mobilenetv2"
+    assert json.loads(info.stdout)["network"]["framing"] == model.settings.framing
     refused = runner.invoke(app, ["predict", str(path), str(root), "--weights", str(WEIGHTS)])
     assert refused.exit_code == 2 and "holds its own weights" in refused.output
 
@@ -146,7 +148,7 @@ def test_cross_validation_fine_tunes_on_training_folds_only(monkeypatch, tmp_pat
     root = _tiny_dataset(tmp_path / "data")
     seen = _recording_fits(monkeypatch, evaluation)
     monkeypatch.setattr(workflows, "train_network", evaluation.train_network)
-    data = workflows.load_training_images(root, CNNSettings(**TINY), api.Preprocessing(), api.ExecutionOptions())
+    data, _ = workflows.load_training_images(root, CNNSettings(**TINY), api.Preprocessing(), api.ExecutionOptions())
     _, result = workflows.train_cnn(data, CNNSettings(**TINY), cv=3)
     everything = {str(s.path) for s in data.samples}
     folds = seen[:3]
@@ -163,7 +165,7 @@ def test_holdout_and_external_test_never_fit_on_test_images(monkeypatch, tmp_pat
             image.unlink()
     seen = _recording_fits(monkeypatch, workflows)
     monkeypatch.setattr(evaluation, "train_network", workflows.train_network)
-    data = workflows.load_training_images(root, CNNSettings(**TINY), api.Preprocessing(), api.ExecutionOptions())
+    data, _ = workflows.load_training_images(root, CNNSettings(**TINY), api.Preprocessing(), api.ExecutionOptions())
     _, result = workflows.train_cnn(data, CNNSettings(**TINY), test_size=0.5)
     held_out = {str(data.samples[i].path) for i in result.test_indices}
     assert held_out and not (held_out & seen[0])

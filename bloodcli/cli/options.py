@@ -130,13 +130,20 @@ execution_options = option_group(
 )  # fmt: skip
 
 
-def _network(backbone, epochs, image_size) -> dict:
+def _network(backbone, epochs, image_size, framing) -> dict:
     """The fine-tuning options given (empty when none was): they apply only with -m cnn."""
-    given = {"backbone": backbone, "epochs": epochs, "image_size": image_size}
+    given = {"backbone": backbone, "epochs": epochs, "image_size": image_size, "framing": _number_or_word(framing)}
     return {key: value.strip().lower() if isinstance(value, str) else value for key, value in given.items() if value is not None}
 
 
-#: --backbone, --epochs, --image-size as one dict argument named ``network`` (used with -m cnn).
+def _number_or_word(text: str | None):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return text
+
+
+#: --backbone, --epochs, --image-size, --framing as one dict argument named ``network`` (used with -m cnn).
 network_options = option_group(
     "network", _network,
     backbone=(Annotated[Optional[str], typer.Option("--backbone", help="With -m cnn: the ImageNet network to fine-tune, "
@@ -145,6 +152,9 @@ network_options = option_group(
             "early stopping on a validation split of the training images may stop sooner).")], None),
     image_size=(Annotated[Optional[int], typer.Option("--image-size", help="With -m cnn: network input in pixels "
                 "(default 128; 128-160 keeps a CPU usable, 224 is the ImageNet size).")], None),
+    framing=(Annotated[Optional[str], typer.Option("--framing", help="With -m cnn: cut each image to a square of N red-cell "
+             "diameters (estimated in the image) around its cell, so any lab's crops and magnification look alike; auto "
+             "(default: the training images' own framing), none, or N.")], None),
 )  # fmt: skip
 
 

@@ -77,7 +77,9 @@ def add_networks(result, table, spans: dict, sets: list[list[str]], models: list
             columns = columns_of(spans, names)
             fused["+".join(names)] = [r.values[:n, columns] for r in rows] if isinstance(rows, list) else rows.values[:n, columns]
     for settings in settings_list:
-        data = ImageSet.load(Dataset(table.samples, result.source, "files"), settings.image_size, preprocessing, skip_errors=True)
+        settings = settings.framed_for(table.samples)  # measured on every image, as train does (no labels)
+        data = ImageSet.load(Dataset(table.samples, result.source, "files"), settings.image_size, preprocessing,
+                             framing=settings.framing_ratio, skip_errors=True)  # fmt: skip
         if len(data) != n:
             raise DatasetError(f"{n - len(data)} image(s) could be featurized but not read for the network: {data.failures[:1]}")
         result.configs.extend(network_configs(data, result.splits, settings, fused, models, result.seed, on_epoch))

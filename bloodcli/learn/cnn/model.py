@@ -88,7 +88,8 @@ class CNNModel:
 
     def load_images(self, dataset, options) -> ImageSet:
         """``dataset``'s images as this network takes them (its input size and preprocessing)."""
-        return ImageSet.load(dataset, self.settings.image_size, self.preprocessing, skip_errors=options.skip_errors, progress=options.progress)
+        return ImageSet.load(dataset, self.settings.image_size, self.preprocessing, framing=self.settings.framing_ratio,
+                             skip_errors=options.skip_errors, progress=options.progress)  # fmt: skip
 
     def manifest(self) -> dict:
         return {

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from bloodcli.errors import UsageError
 from bloodcli.features.deep import BACKBONES
 from bloodcli.imaging.augmentation import Augmentation
+from bloodcli.learn.cnn.framing import FRAMING_RANGE, measure_framing
 from bloodcli.settings import parse_like, split_pairs
 
 #: Fixed before any cross-lab score was looked at (see the module docstring); copies=1 only means "on".
@@ -73,6 +74,10 @@ class CNNSettings:
     dropout : float
     augmentation : Augmentation
         On-the-fly augmentation (``copies=0``: off).
+    framing : float or str
+        Side of the square each image is cut to around its cell, in red-cell diameters estimated in the image
+        (:mod:`bloodcli.learn.cnn.framing`); ``"auto"``: measured on the training images (a trained network
+        records the number); ``"none"``: images as they are.
     seed : int
     """
 
@@ -91,6 +96,7 @@ class CNNSettings:
     validation_fraction: float = 0.15
     dropout: float = 0.2
     augmentation: Augmentation = field(default_factory=lambda: CNN_AUGMENTATION)
+    framing: float | str = "auto"
     seed: int = 0
 
     def __post_init__(self):
@@ -102,6 +108,10 @@ class CNNSettings:
             raise UsageError(f"--epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if isinstance(self.framing, str) and self.framing not in ("auto", "none") or (
+                not isinstance(self.framing, str) and not FRAMING_RANGE[0] <= self.framing <= FRAMING_RANGE[1]):
+            raise UsageError(f"--framing must be auto, none or {FRAMING_RANGE[0]:g}-{FRAMING_RANGE[1]:g} red-cell diameters, "
+                             f"got {self.framing!r}")
         if not 0 <= self.fine_tune_fraction <= 1 or not 0 < self.validation_fraction < 1 or not 0 <= self.dropout < 1:
             raise UsageError("fine_tune_fraction must be in [0, 1], validation_fraction in (0, 1) and dropout in [0, 1)")
 
@@ -115,6 +125,19 @@ class CNNSettings:
         values["augmentation"] = Augmentation(**values.get("augmentation", {}))
         return cls(**values)
 
+    def framed_for(self, samples) -> "CNNSettings":
+        """These settings with ``framing="auto"`` measured on the training ``samples`` ("none" when no red cell is found)."""
+        if self.framing != "auto":
+            return self
+        measured = measure_framing(samples)
+        return replace(self, framing="none" if measured is None else measured)
+
+    @property
+    def framing_ratio(self) -> float | None:
+        """The framing in red-cell diameters, once known (None: images as they are, or not measured yet)."""
+        return None if isinstance(self.framing, str) else float(self.framing)
+
     def describe(self) -> str:
         alpha = f" alpha {self.alpha}" if BACKBONES[self.backbone].has_alpha else ""
-        return f"fine-tuned {self.backbone}{alpha} at {self.image_size} px"
+        framed = f", framed to {self.framing_ratio:g} red-cell diameters" if self.framing_ratio else ""
+        return f"fine-tuned {self.backbone}{alpha} at {self.image_size} px{framed}"

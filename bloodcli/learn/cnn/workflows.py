@@ -45,10 +45,23 @@ def source_name(source) -> str:
     return source.source if isinstance(source, Dataset) else str(source)
 
 
-def load_training_images(source, settings: CNNSettings, preprocessing: Preprocessing, options: ExecutionOptions) -> ImageSet:
+def load_training_images(source, settings: CNNSettings, preprocessing: Preprocessing,
+                         options: ExecutionOptions) -> tuple[ImageSet, CNNSettings]:  # fmt: skip
+    """The training images, framed as ``settings`` say, and the settings with an "auto" framing measured on them.
+
+    The framing is a label-free median of the images' geometry (:mod:`.framing`), measured once on every
+    training image: under ``--folds`` the test folds' images take part in that median, not their labels.
+    """
     dataset = load_source(source, options)
     Dataset(dataset.samples, source_name(source), "").require_classes(2)
-    return ImageSet.load(dataset, settings.image_size, preprocessing, skip_errors=options.skip_errors, progress=options.progress)
+    settings = settings.framed_for(dataset.samples)
+    return load_like(dataset, settings, preprocessing, options), settings
+
+
+def load_like(dataset: Dataset, settings: CNNSettings, preprocessing: Preprocessing, options: ExecutionOptions) -> ImageSet:
+    """``dataset``'s images as a network of ``settings`` takes them (input size, framing, preprocessing)."""
+    return ImageSet.load(dataset, settings.image_size, preprocessing, framing=settings.framing_ratio,
+                         skip_errors=options.skip_errors, progress=options.progress)  # fmt: skip
 
 
 def train_cnn(data: ImageSet, settings: CNNSettings, preprocessing: Preprocessing = Preprocessing(), *, cv: int | None = None,
@@ -79,10 +92,9 @@ def score_saved(model: CNNModel, source, options: ExecutionOptions, label_map: M
 def fit_and_score(train_source, test_source, settings: CNNSettings, preprocessing: Preprocessing, options: ExecutionOptions,
                   label_map: Mapping[str, str] | None = None, on_epoch: EpochCallback | None = None):  # fmt: skip
     """Fine-tune on every image of ``train_source``, score once on ``test_source``: ``(model, train, test, metrics)``."""
-    data = load_training_images(train_source, settings, preprocessing, options)
+    data, settings = load_training_images(train_source, settings, preprocessing, options)
     classes = sorted(set(data.labels))
-    test_data = ImageSet.load(load_source(test_source, options), settings.image_size, preprocessing,
-                              skip_errors=options.skip_errors, progress=options.progress)  # fmt: skip
+    test_data = load_like(load_source(test_source, options), settings, preprocessing, options)
     test = ExternalTest.of(source_name(test_source), test_data, classes, data.keys, label_map)
     fitted = train_network(data, classes, settings, on_epoch)
     model = CNNModel.of(data, fitted, preprocessing)
