@@ -6,7 +6,10 @@ augmentation. The folds are those of ``bloodcli train --folds 5`` and ``compare`
 Prints accuracy and balanced accuracy (pooled and per fold), wall time per fold and per epoch,
 training throughput (images seen per second) and inference throughput.
 
-Usage: python benchmarks/cnn_pbc_cv.py [--folds 5] [--image-size 128] [--epochs 10] [--max-folds K]
+Images are framed as ``bloodcli train -m cnn`` frames them (``--framing auto`` by default; ``--framing
+none``: as they are, the figure from before the framing step).
+
+Usage: python benchmarks/cnn_pbc_cv.py [--folds 5] [--image-size 128] [--epochs 10] [--max-folds K] [--framing auto|none|N]
 (writes benchmarks/results/cnn_pbc_cv.json)
 """
 
@@ -39,14 +42,18 @@ def main() -> None:
     parser.add_argument("--max-folds", type=int, default=None, help="Run only the first K folds (a partial estimate).")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=CNNSettings.epochs)
+    parser.add_argument("--framing", default="auto")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cnn_pbc_cv.json")
     args = parser.parse_args()
     if not PBC.is_dir():
         sys.exit(f"skipped: {PBC} not found")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    settings = resolve_weights(CNNSettings(weights=str(WEIGHTS), image_size=args.image_size, epochs=args.epochs))
+    framing = args.framing if args.framing in ("auto", "none") else float(args.framing)
+    settings = resolve_weights(CNNSettings(weights=str(WEIGHTS), image_size=args.image_size, epochs=args.epochs, framing=framing))
     start = time.perf_counter()
-    data = ImageSet.load(load_dataset(PBC), settings.image_size)
+    dataset = load_dataset(PBC)
+    settings = settings.framed_for(dataset.samples)  # as train does: "auto" framing measured on the images, no labels
+    data = ImageSet.load(dataset, settings.image_size, framing=settings.framing_ratio)
     load_seconds = time.perf_counter() - start
     splits = make_folds(data.labels, data.groups, args.folds, 0)[: args.max_folds]
     fold_start = time.perf_counter()
