@@ -260,3 +260,20 @@ def test_analyze_classifies_white_cell_crops_with_a_cnn(trained):
     assert probabilities.shape == (4, 3) and [s.path for s in samples] == [s.path for s in crops.samples] and not skipped and novelty is None
     with pytest.raises(UsageError, match="holds its own weights"):
         _classify(model, crops, api.ExecutionOptions(), str(WEIGHTS))
+
+
+def test_analyze_gives_a_framing_cnn_each_white_cell_in_its_whole_smear(trained, tmp_path, monkeypatch):
+    """The network frames its inputs in red-cell diameters itself: it reads each cell's box in the smear, not a crop."""
+    model, _, _ = trained
+    seen, original = [], type(model).load_images
+
+    def spy(self, dataset, options):
+        seen.extend(dataset.samples)
+        return original(self, dataset, options)
+
+    monkeypatch.setattr(type(model), "load_images", spy)
+    smear = sorted((ROOT / "sample_data" / "bccd" / "JPEGImages").glob("*.jpg"))[0]
+    analysis = api.analyze([str(smear)], model, tmp_path / "out", report=False)
+    cells = [cell for result in analysis.smears for cell in result.cells]
+    assert cells and all(cell.label in model.classes for cell in cells)
+    assert [(Path(s.path).resolve(), s.box) for s in seen] == [(Path(c.smear).resolve(), c.box) for c in cells]

@@ -116,11 +116,11 @@ def analyze_smears(paths: list[Path], model: AnyModel, out_dir: str | Path, meth
     failures = list(run.failures)
     warning = None
     if cells:
-        dataset = Dataset([Sample(out_dir / c.crop, group=c.name) for c in cells], str(out_dir / CROPS_DIR), "files")
+        dataset = Dataset(_cell_samples(out_dir, cells, model), str(out_dir / CROPS_DIR), "files")
         probabilities, scored, skipped, novelty = _classify(model, dataset, replace(options, progress=None), weights)
-        by_path = {str(s.path): row for row, s in enumerate(scored)}
-        for cell in cells:
-            row = by_path.get(str(out_dir / cell.crop))
+        by_id = {s.id: row for row, s in enumerate(scored)}
+        for cell, sample in zip(cells, dataset.samples):
+            row = by_id.get(sample.id)
             if row is not None:
                 cell.probabilities = [round(float(p), 6) for p in probabilities[row]]
                 cell.label = model.classes[int(np.argmax(probabilities[row]))]
@@ -132,6 +132,14 @@ def analyze_smears(paths: list[Path], model: AnyModel, out_dir: str | Path, meth
         ]  # fmt: skip
         warning = "; ".join(w for w in warnings if w) or None
     return Analysis(out_dir, model.name, list(model.classes), min_confidence, frame, smears, failures, warning, run.n_resumed)
+
+
+def _cell_samples(out_dir: Path, cells: list[Cell], model: AnyModel) -> list[Sample]:
+    """What the classifier reads of each cell: its crop, or, for a CNN that frames its inputs in red-cell diameters
+    (:mod:`bloodcli.learn.cnn.framing`), the cell's box in the whole smear, framed as its training crops were."""
+    if is_cnn(model) and model.settings.framing_ratio:
+        return [Sample(Path(c.smear), group=c.name, box=c.box) for c in cells]
+    return [Sample(out_dir / c.crop, group=c.name) for c in cells]
 
 
 def _crop_white_cells(out_dir: Path, smears: list[SmearResult], frame: Framing) -> list[Cell]:
