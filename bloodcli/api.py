@@ -99,7 +99,7 @@ def train(table: FeatureTable, model: str = "svm", *, cv: int | None = None, tes
 
 def check_training(model: str, cv: int | None = None, test_size: float | None = None) -> None:
     """Refuse unusable training options before any image is read."""
-    if model.strip().lower() != CNN:
+    if model.strip().lower() != CNN_MODEL:  # -m cnn: a fine-tuned network (bloodcli.learn.cnn), not a classifier
         classifier_entry(model)
     if cv and test_size:
         raise UsageError("use either --folds or --test-size, not both")
@@ -127,7 +127,6 @@ def training_data(source, models: str | Sequence[str] = "svm", *, folds: int | N
     return dataset
 
 
-CNN = CNN_MODEL  # -m cnn: a fine-tuned network instead of a classifier on features (bloodcli.learn.cnn)
 
 
 def train_cnn(source, settings=None, preprocessing: Preprocessing = Preprocessing(), *, cv: int | None = None,
@@ -141,7 +140,7 @@ def train_cnn(source, settings=None, preprocessing: Preprocessing = Preprocessin
     from bloodcli.learn.cnn.settings import CNNSettings
 
     options, settings = options or ExecutionOptions(), settings or CNNSettings()
-    check_training(CNN, cv, test_size)
+    check_training(CNN_MODEL, cv, test_size)
     workflows.check_cnn_inputs(source, preprocessing)
     settings = workflows.prepare(settings, options)
     data, settings = workflows.load_training_images(source, settings, preprocessing, options)

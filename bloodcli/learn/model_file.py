@@ -126,17 +126,9 @@ class TrainedModel:
 
     def save(self, path: str | Path) -> None:
         """Write the model file atomically (an existing file is replaced only on success)."""
-        manifest = self.manifest()
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("manifest.json", json.dumps(manifest, indent=2, default=_json_default))
-            archive.writestr("training_keys.json", json.dumps(self.training_keys))
-            name, payload = _serialise_estimator(self.estimator)
-            archive.writestr(name, payload)
-            if self.envelope is not None:
-                archive.writestr(ENVELOPE_ENTRY, self.envelope.to_bytes())
-        with atomic_write(path) as handle:
-            handle.write(buffer.getvalue())
+        name, payload = _serialise_estimator(self.estimator)
+        entries = {name: payload} | ({ENVELOPE_ENTRY: self.envelope.to_bytes()} if self.envelope is not None else {})
+        write_model_file(path, self.manifest(), self.training_keys, entries)
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainedModel":
@@ -239,6 +231,18 @@ def _manifest(archive: zipfile.ZipFile, path) -> dict:
     manifest = parse_json(read_entry(archive, "manifest.json", path), "manifest.json", path)
     check_manifest(manifest, MODEL_FORMAT, path)
     return manifest
+
+
+def write_model_file(path: str | Path, manifest: dict, training_keys: list[str], entries: dict[str, bytes]) -> None:
+    """Write a model file of either kind atomically: its manifest, training keys and the kind's own ``entries``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", json.dumps(manifest, indent=2, default=_json_default))
+        archive.writestr("training_keys.json", json.dumps(training_keys))
+        for name, payload in entries.items():
+            archive.writestr(name, payload)
+    with atomic_write(path) as handle:
+        handle.write(buffer.getvalue())
 
 
 def _json_default(value):

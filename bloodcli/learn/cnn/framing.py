@@ -53,4 +53,6 @@ def frame(image: np.ndarray, box, framing: float, rbc_diameter: float | None) ->
     else:
         cy, cx = (box[1] + box[3]) // 2, (box[0] + box[2]) // 2
     half = max(2, round(framing * rbc_diameter / 2))
-    return centred_window(image, cy, cx, half, half)
+    # Only the window's own part of the image is padded, never a whole (possibly huge) smear.
+    top, left = max(0, cy - half), max(0, cx - half)
+    return centred_window(image[top : cy + half, left : cx + half], cy - top, cx - left, half, half)

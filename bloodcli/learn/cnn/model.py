@@ -11,7 +11,6 @@ shapes and dtypes: no Keras model, code or pickle is ever read from the file.
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,13 +20,12 @@ import numpy as np
 
 from bloodcli.errors import ModelFileError, UsageError
 from bloodcli.imaging.preprocessing import Preprocessing
-from bloodcli.io.files import atomic_write
 from bloodcli.learn.cnn.images import ImageSet
 from bloodcli.learn.cnn.network import build_network, set_tensors, tensors
 from bloodcli.learn.cnn.settings import CNNSettings
 from bloodcli.learn.cnn.training import FittedNetwork, embed, predict_probabilities
 from bloodcli.learn.model_checks import CNN_MODEL, read_entry
-from bloodcli.learn.model_file import MODEL_FORMAT, library_versions, training_fingerprint, training_keys
+from bloodcli.learn.model_file import MODEL_FORMAT, library_versions, training_fingerprint, training_keys, write_model_file
 from bloodcli.pipeline.data_profile import profile_samples
 
 TENSORS_ENTRY = "network.npz"  # read with the estimators' size bound (1 GiB; ResNet50 is ~100 MB)
@@ -100,16 +98,9 @@ class CNNModel:
 
     def save(self, path: str | Path) -> None:
         """Write the model file atomically (an existing file is replaced only on success)."""
-        arrays = tensors(self.fitted.model)
         packed = io.BytesIO()
-        np.savez(packed, *arrays)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("manifest.json", json.dumps(self.manifest(), indent=2, default=_plain))
-            archive.writestr("training_keys.json", json.dumps(self.training_keys))
-            archive.writestr(TENSORS_ENTRY, packed.getvalue())
-        with atomic_write(path) as handle:
-            handle.write(buffer.getvalue())
+        np.savez(packed, *tensors(self.fitted.model))
+        write_model_file(path, self.manifest(), self.training_keys, {TENSORS_ENTRY: packed.getvalue()})
 
     @classmethod
     def from_archive(cls, archive: zipfile.ZipFile, manifest: dict, path) -> "CNNModel":
@@ -142,9 +133,3 @@ def _read_tensors(archive: zipfile.ZipFile, path) -> list[np.ndarray]:
         raise ModelFileError(f"{path}: refused: {TENSORS_ENTRY} is not a list of plain arrays ({exc})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelFileError(f"{path}: damaged network tensors ({exc})") from None
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

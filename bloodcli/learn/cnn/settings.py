@@ -108,9 +108,9 @@ class CNNSettings:
             raise UsageError(f"--epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if isinstance(self.framing, str) and self.framing not in ("auto", "none") or (
-                not isinstance(self.framing, str) and not FRAMING_RANGE[0] <= self.framing <= FRAMING_RANGE[1]):
-            raise UsageError(f"--framing must be auto, none or {FRAMING_RANGE[0]:g}-{FRAMING_RANGE[1]:g} red-cell diameters, "
+        low, high = FRAMING_RANGE
+        if self.framing not in ("auto", "none") and not (not isinstance(self.framing, str) and low <= self.framing <= high):
+            raise UsageError(f"--framing must be auto, none or {low:g}-{high:g} red-cell diameters, "
                              f"got {self.framing!r}")
         if not 0 <= self.fine_tune_fraction <= 1 or not 0 < self.validation_fraction < 1 or not 0 <= self.dropout < 1:
             raise UsageError("fine_tune_fraction must be in [0, 1], validation_fraction in (0, 1) and dropout in [0, 1)")
