@@ -15,7 +15,6 @@ Examples
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bloodcli.errors import DatasetError, ImageReadError, UsageError
+from bloodcli.describe import dataset_info, info, model_info
+from bloodcli.errors import DatasetError, UsageError
 from bloodcli.features import extractor_kind, parse_feature_names, parse_feature_sets
 from bloodcli.imaging.augmentation import Augmentation
 from bloodcli.imaging.preprocessing import Preprocessing
-from bloodcli.io.datasets import Dataset, Sample, load_dataset, load_inputs
-from bloodcli.io.images import decode_image, read_bytes
+from bloodcli.io.datasets import Dataset, Sample, load_inputs
 from bloodcli.learn.classifiers import DEFAULT_COMPARE_MODELS, classifier_entry, parse_models
 from bloodcli.learn.labels import most_likely
 from bloodcli.learn.model_checks import CNN_MODEL
@@ -50,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Augmentation", "ExecutionOptions", "Plan", "Preprocessing", "analyze", "compare", "dataset_info", "evaluate", "featurize",
-    "featurize_for_model", "load_model", "predict", "segment", "train", "train_and_test",
+    "featurize_for_model", "info", "load_model", "model_info", "predict", "segment", "train", "train_and_test",
 ]  # fmt: skip
 
 
@@ -376,51 +375,6 @@ def segment(inputs: Sequence[str], out_dir: str | Path, method: str = "watershed
     if crops:
         run.labelled = write_manifests(out_dir, named, voc_dir)
     return run
-
-
-def dataset_info(source: str | Path, skip_errors: bool = True, check_images: bool = True) -> dict:
-    """Classes, counts, image sizes and unreadable files of a dataset."""
-    dataset = load_dataset(source, skip_errors=skip_errors)
-    sizes: Counter = Counter()
-    unreadable = list(dataset.problems)
-    if check_images:
-        for path in sorted({s.path for s in dataset.samples}):
-            try:
-                image = decode_image(read_bytes(path), path)
-                sizes[f"{image.shape[1]}x{image.shape[0]}"] += 1
-            except ImageReadError as exc:
-                unreadable.append((str(path), exc.cause))
-    return {
-        "source": str(source),
-        "layout": dataset.kind,
-        "n_samples": len(dataset),
-        "n_images": len({s.path for s in dataset.samples}),
-        "classes": dataset.class_counts(),
-        "n_groups": len(set(dataset.groups)) if dataset.groups is not None else None,
-        "image_sizes": dict(sizes.most_common()),
-        "unreadable": [{"path": p, "reason": r} for p, r in unreadable],
-    }
-
-
-def model_info(path: str | Path | None, trained: AnyModel | None = None) -> dict:
-    """What a model file records (:func:`bloodcli.learn.models.describe`), read from its manifest alone.
-
-    ``trained``: the model of ``path`` already loaded, or a model never saved (``path`` None).
-    """
-    from bloodcli.learn.model_file import read_manifest
-    from bloodcli.learn.models import describe
-
-    return describe(trained.manifest() if trained is not None else read_manifest(path), path)
-
-
-def info(target: str | Path) -> dict:
-    """:func:`model_info` of a model file, else :func:`dataset_info`."""
-    path = Path(target)
-    if path.is_file():
-        with open(path, "rb") as handle:
-            if handle.read(4) == b"PK\x03\x04":
-                return model_info(path)
-    return dataset_info(target)
 
 
 def analyze(inputs: Sequence[str], model: TrainedModel, out_dir: str | Path, method: str = "watershed", params=None, *,

@@ -28,6 +28,7 @@ SCRIPT = ROOT / "scripts" / "import_graph.py"
 EXPECTED_LAYERS = [
     ("bloodcli.cli",),
     ("bloodcli.api",),
+    ("bloodcli.describe",),
     ("bloodcli.analysis",),
     ("bloodcli.learn",),
     ("bloodcli.report",),

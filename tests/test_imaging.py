@@ -104,3 +104,36 @@ def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
     plain = tmp_path / "plain.csv"
     plain.write_text("a,b\n")  # what open() would have made under the same umask
     assert os.stat(tmp_path / "result.csv").st_mode & 0o777 == os.stat(plain).st_mode & 0o777 == 0o666 & ~_UMASK
+
+
+def test_a_private_file_is_replaced_whole_in_new_folders_with_the_usual_permissions(tmp_path):
+    import os
+
+    from bloodcli.io.files import replace_private_file
+
+    target = tmp_path / "ns" / "ab" / "entry.feat"  # folders created on the way, as a cache's first entry needs
+    replace_private_file(str(target), b"first")
+    replace_private_file(str(target), b"second")
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert target.read_bytes() == b"second" and os.listdir(target.parent) == ["entry.feat"]
+    assert os.stat(target).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
+
+
+def test_a_private_file_that_fails_to_land_keeps_the_old_one_and_leaves_no_temporary(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from bloodcli.errors import OutputWriteError
+    from bloodcli.io.files import replace_private_file
+
+    target = tmp_path / "entry.feat"
+    target.write_bytes(b"old")
+
+    def full_disk(source, destination):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OutputWriteError, match="entry.feat"):
+        replace_private_file(str(target), b"new")
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["entry.feat"]

@@ -7,11 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from bloodcli import api
-from bloodcli.cli.app import app, handle_errors
+from bloodcli.cli.app import app, handle_errors, lazy_module
 from bloodcli.cli.options import JobsOpt, JsonOpt, SchedulerOpt, SkipErrorsOpt, WeightsOpt
 from bloodcli.cli.output import output, to_json
 from bloodcli.pipeline.options import ExecutionOptions
+
+api = lazy_module("bloodcli.api")
 
 
 @app.command()

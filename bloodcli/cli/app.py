@@ -9,10 +9,12 @@ anything else is an internal error (exit 1), with the traceback under ``--debug`
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import signal
 import sys
 import traceback
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -22,6 +24,24 @@ from bloodcli import __version__
 from bloodcli.cli.output import Output, begin, output, route_library_logs
 from bloodcli.errors import BloodcliError, InputDataError, OutputWriteError
 from bloodcli.io.files import STORAGE_ERRORS
+
+def lazy_module(name: str) -> ModuleType:
+    """Module ``name``, executed on its first attribute access.
+
+    Command modules name :mod:`bloodcli.api` when they are imported, but only a command that runs
+    loads it (and NumPy, OpenCV and the extractors with it): ``--help`` never does.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)  # ``import bloodcli.api`` elsewhere then finds it as usual
+    spec.loader.exec_module(module)
+    return module
+
 
 #: Flags of the whole program, accepted before or after the subcommand.
 GLOBAL_FLAGS = ("-q", "--quiet", "--debug")

@@ -9,8 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bloodcli import api
-from bloodcli.cli.app import app, cache_app, handle_errors
+from bloodcli.cli.app import app, cache_app, handle_errors, lazy_module
 from bloodcli.cli.options import (
     DEFAULTS,
     CacheDirOpt,
@@ -25,7 +24,8 @@ from bloodcli.cli.output import output, report_table, to_json
 from bloodcli.errors import UsageError
 from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.pipeline.options import ExecutionOptions
-from bloodcli.pipeline.plan import Plan
+
+api = lazy_module("bloodcli.api")
 
 FEATURE_FORMATS = (".npz", ".csv", ".parquet")
 
@@ -37,7 +37,9 @@ def info(
     json_output: JsonOpt = False,
 ) -> None:
     """Describe a dataset (classes, counts, sizes, unreadable files) or a model file."""
-    data = api.info(target)
+    from bloodcli import describe  # not through api: describing a model loads no estimator or image code
+
+    data = describe.info(target)
     if json_output:
         print(to_json(data))
     elif "layout" in data:
@@ -106,7 +108,7 @@ def extract(
     """Compute features of a dataset and save them (cached per image)."""
     if output_path.suffix.lower() not in FEATURE_FORMATS:
         raise UsageError(f"--output {output_path}: the features file must end in {', '.join(FEATURE_FORMATS)}")
-    plan = Plan.build(features, feature_option, weights=weights, preprocessing=preprocessing)
+    plan = api.Plan.build(features, feature_option, weights=weights, preprocessing=preprocessing)
     out = output()
     with out.progress("extracting") as progress:
         table = api.featurize(dataset, plan, replace(run, progress=progress))

@@ -9,8 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bloodcli import api
-from bloodcli.cli.app import app, handle_errors
+from bloodcli.cli.app import app, handle_errors, lazy_module
 from bloodcli.cli.options import (
     DEFAULTS,
     AugmentOpt,
@@ -33,9 +32,9 @@ from bloodcli.cli.output import output, report_table, to_json
 from bloodcli.errors import UsageError
 from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.learn.classifiers import CLASSIFIERS, DEFAULT_COMPARE_MODELS
-from bloodcli.learn.labels import parse_label_map
 from bloodcli.pipeline.options import ExecutionOptions
-from bloodcli.pipeline.plan import Plan
+
+api = lazy_module("bloodcli.api")
 
 FoldsOpt = Annotated[Optional[int], typer.Option("--folds", help="Report K-fold cross-validated metrics first.")]
 
@@ -67,7 +66,7 @@ def train(
                             feature_option=feature_option)  # fmt: skip
     if settings is not None:
         return _train_cnn(dataset, settings, output_path, folds, test_size, json_output, preprocessing, run)
-    plan = Plan.build(features, feature_option, weights=weights, preprocessing=preprocessing, augmentation=augmentation(augment),
+    plan = api.Plan.build(features, feature_option, weights=weights, preprocessing=preprocessing, augmentation=augmentation(augment),
                       classifier=model, seed=seed)  # fmt: skip
     out = output()
     data = api.training_data(dataset, plan.classifier, folds=folds, test_size=test_size, options=run)
@@ -169,6 +168,8 @@ def evaluate(
     evaluate TRAIN_DATASET --test DATASET: train on TRAIN_DATASET (-m, -f, -F, preprocessing options, --augment, --seed),
     then score on DATASET, whose features are computed as the training set's.
     """
+    from bloodcli.learn.labels import parse_label_map
+
     training = {"--model": model, "--features": features, "--feature-option": feature_option, "--augment": augment,
                 "preprocessing options": preprocessing != Preprocessing(), "--backbone/--epochs/--image-size": network}  # fmt: skip
     _check_evaluate_form(dataset, test, [name for name, value in training.items() if value])
@@ -183,7 +184,7 @@ def evaluate(
             outcome = api.train_and_test_cnn(source, test, settings, preprocessing, options, label_map=labels, on_epoch=_epoch_lines())
             out.skipped(outcome.train.failures + outcome.test.failures)
         else:
-            plan = Plan.build(features or DEFAULTS["features"], feature_option, weights=weights, preprocessing=preprocessing,
+            plan = api.Plan.build(features or DEFAULTS["features"], feature_option, weights=weights, preprocessing=preprocessing,
                               augmentation=augmentation(augment), classifier=model or DEFAULTS["model"], seed=seed)  # fmt: skip
             outcome = api.train_and_test(source, test, plan, options, label_map=labels)
             report_table(outcome.train)
@@ -283,6 +284,7 @@ def compare(
     With --test, every configuration is instead fitted on all of DATASET and scored once on the test set.
     Writes results.csv, results.json and report.html with --out-dir.
     """
+    from bloodcli.learn.labels import parse_label_map
     from bloodcli.report.outputs import write_comparison_outputs
     from bloodcli.report.tables import comparison_table
 

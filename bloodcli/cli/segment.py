@@ -7,12 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from bloodcli import api
-from bloodcli.cli.app import app, handle_errors
+from bloodcli.cli.app import app, handle_errors, lazy_module
 from bloodcli.cli.options import JobsOpt, JsonOpt, SchedulerOpt, SkipErrorsOpt
 from bloodcli.cli.output import output, to_json
 from bloodcli.pipeline.options import ExecutionOptions
-from bloodcli.segmentation.scale import RBC_DIAMETER_UM
+from bloodcli.segmentation import RBC_DIAMETER_UM
+
+api = lazy_module("bloodcli.api")
 
 
 @app.command()

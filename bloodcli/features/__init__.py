@@ -13,38 +13,60 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import importlib
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING
 
 from bloodcli.errors import ModelFileError, UsageError
-from bloodcli.features.base import CellImage, FeatureExtractor
-from bloodcli.features.color import ColorExtractor
-from bloodcli.features.gabor import GaborExtractor
-from bloodcli.features.lbp import LBPExtractor
-from bloodcli.features.deep import (
-    EfficientNetB0Extractor,
-    MobileNetExtractor,
-    MobileNetV2Extractor,
-    ResNet50Extractor,
-    VGG16Extractor,
-    VGG19Extractor,
-)  # fmt: skip
-from bloodcli.features.shape import ShapeExtractor
-from bloodcli.features.texture import GLCMExtractor
 from bloodcli.settings import split_pairs
 
-EXTRACTORS: dict[str, type[FeatureExtractor]] = {
-    "glcm": GLCMExtractor,
-    "shape": ShapeExtractor,
-    "color": ColorExtractor,
-    "lbp": LBPExtractor,
-    "gabor": GaborExtractor,
-    "resnet50": ResNet50Extractor,  # the default deep backbone
-    "mobilenetv2": MobileNetV2Extractor,
-    "mobilenet": MobileNetExtractor,
-    "vgg16": VGG16Extractor,
-    "vgg19": VGG19Extractor,
-    "efficientnetb0": EfficientNetB0Extractor,
-}
+if TYPE_CHECKING:
+    from bloodcli.features.base import CellImage, FeatureExtractor
+
+
+class ExtractorRegistry(MutableMapping):
+    """Extractor name -> class, each class imported on first use from its ``"module:Class"`` entry.
+
+    Listing names costs nothing (the CLI's help loads neither NumPy nor OpenCV); looking one up
+    imports its module once. Classes can also be added directly (tests register fakes).
+    """
+
+    def __init__(self, entries: Mapping[str, str | type]):
+        self._entries = dict(entries)
+
+    def __getitem__(self, name: str) -> type[FeatureExtractor]:
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, _, cls = entry.partition(":")
+            entry = self._entries[name] = getattr(importlib.import_module(f"bloodcli.features.{module}"), cls)
+        return entry
+
+    def __setitem__(self, name: str, cls: type[FeatureExtractor]) -> None:
+        self._entries[name] = cls
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+EXTRACTORS = ExtractorRegistry({
+    "glcm": "texture:GLCMExtractor",
+    "shape": "shape:ShapeExtractor",
+    "color": "color:ColorExtractor",
+    "lbp": "lbp:LBPExtractor",
+    "gabor": "gabor:GaborExtractor",
+    "resnet50": "deep:ResNet50Extractor",  # the default deep backbone
+    "mobilenetv2": "deep:MobileNetV2Extractor",
+    "mobilenet": "deep:MobileNetExtractor",
+    "vgg16": "deep:VGG16Extractor",
+    "vgg19": "deep:VGG19Extractor",
+    "efficientnetb0": "deep:EfficientNetB0Extractor",
+})  # fmt: skip
 
 DEFAULT_FEATURES = "glcm,shape,color"
 DEFAULT_DEEP_FEATURES = "resnet50"
@@ -111,6 +133,15 @@ def extractors_from_specs(specs: Sequence[Mapping], check_resources: bool = True
             )
         extractors.append(cls(check_resources, version, **spec.get("params", {})))
     return extractors
+
+
+def __getattr__(name: str):
+    """``CellImage`` and ``FeatureExtractor`` load with :mod:`.base` when first asked for."""
+    if name in ("CellImage", "FeatureExtractor"):
+        from bloodcli.features import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -21,13 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
 
 from bloodcli.errors import UsageError
 from bloodcli.imaging.preprocessing import check_range, resize_longer_side
 from bloodcli.settings import settings_from_pairs
+
+if TYPE_CHECKING:  # NumPy and OpenCV load in the functions that touch pixels: the settings load with the CLI's help
+    import numpy as np
 
 #: More copies than this multiply extraction time without adding variety the jitter ranges do not already give.
 MAX_COPIES = 100
@@ -112,6 +113,8 @@ class Augmentation:
 
     def rng(self, key: str, copy: int) -> np.random.Generator:
         """The random generator of copy ``copy`` of the image with content key ``key``."""
+        import numpy as np
+
         digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
         return np.random.default_rng([self.seed, digest, copy])
 
@@ -127,6 +130,9 @@ def augment(rgb: np.ndarray, rng: np.random.Generator, augmentation: Augmentatio
     contrast), then blur. A strength of 0 (or ``False``) skips that step, so with every step off
     the image is returned unchanged.
     """
+    import cv2
+    import numpy as np
+
     a = augmentation
     image = rgb
     if a.rotate:
@@ -153,6 +159,7 @@ def hed_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float) -> np
     (its round trip alone moves pixels by several levels) and divides the density by ln(10^6),
     which would make ``beta = 0.05`` darken blank background by half.
     """
+    import numpy as np
     from skimage.color import hed_from_rgb, rgb_from_hed
 
     from bloodcli.imaging.stain import optical_density
@@ -165,12 +172,16 @@ def hed_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float) -> np
 
 def brightness_contrast(rgb: np.ndarray, brightness: float, contrast: float) -> np.ndarray:
     """Scale intensities by ``contrast`` around the image mean, then shift by ``brightness`` (of the range)."""
+    import numpy as np
+
     image = rgb.astype(np.float32)
     mean = image.mean()
     return _to_uint8((image - mean) * contrast + mean + 255.0 * brightness)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 

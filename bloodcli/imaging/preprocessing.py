@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
 
 from bloodcli.errors import UsageError
+
+if TYPE_CHECKING:  # NumPy and OpenCV load in the functions that touch pixels: the settings load with the CLI's help
+    import numpy as np
 
 
 #: Largest --resize and --cell-diameter, in pixels: single-cell crops are far smaller, and an
@@ -75,10 +76,11 @@ class Preprocessing:
     roi: str = "cell"
 
     def __post_init__(self):
-        from bloodcli.imaging.stain import STAIN_METHODS
+        if self.stain is not None:
+            from bloodcli.imaging.stain import STAIN_METHODS  # NumPy and OpenCV: only when a stain is named
 
-        if self.stain is not None and self.stain not in STAIN_METHODS:
-            raise UsageError(f"--stain must be one of {', '.join(STAIN_METHODS)}, got {self.stain!r}")
+            if self.stain not in STAIN_METHODS:
+                raise UsageError(f"--stain must be one of {', '.join(STAIN_METHODS)}, got {self.stain!r}")
         if self.stain_target is not None:  # JSON gives lists; keep settings comparable
             object.__setattr__(self, "stain_target", tuple(float(v) for v in self.stain_target))
         if self.cell_diameter is not None and self.cell_diameter != "auto":
@@ -120,6 +122,9 @@ class Preprocessing:
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
         """Return the preprocessed RGB ``uint8`` image (the input is not modified)."""
+        import cv2
+        import numpy as np
+
         image = rgb
         if self.cell_frame:
             from bloodcli.imaging.stain import frame_cell
@@ -153,6 +158,8 @@ class Preprocessing:
 
 def resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:
     """Resize so the longer side equals ``size``; area interpolation when shrinking."""
+    import cv2
+
     height, width = image.shape[:2]
     scale = size / max(height, width)
     if scale == 1.0:
@@ -164,6 +171,8 @@ def resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:
 
 def clahe(image: np.ndarray, clip_limit: float, tile_grid: int = 8) -> np.ndarray:
     """Contrast-limited adaptive histogram equalisation of the Lab lightness channel."""
+    import cv2
+
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
     equaliser = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(tile_grid, tile_grid))
     lab[..., 0] = equaliser.apply(lab[..., 0])

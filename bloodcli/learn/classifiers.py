@@ -19,12 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from bloodcli.errors import DatasetError, UsageError
-from bloodcli.learn.labels import encode_labels
 
-if TYPE_CHECKING:  # scikit-learn is imported by the factories: the registry itself loads in no time (CLI help)
+if TYPE_CHECKING:  # NumPy and scikit-learn are imported where used: the registry itself loads in no time (CLI help)
+    import numpy as np
     from sklearn.base import BaseEstimator
 
 
@@ -62,6 +60,8 @@ class Classifier:
 
     def estimator_for(self, targets: np.ndarray, seed: int = 0, jobs: int = 1) -> BaseEstimator:
         """An unfitted estimator for integer ``targets``; a one-line error when a class is too small."""
+        import numpy as np
+
         counts = np.bincount(np.asarray(targets, dtype=np.int64))
         smallest = int(counts[counts > 0].min())
         if smallest < self.min_per_class:
@@ -236,6 +236,8 @@ def fit_classifier(name: str, values: np.ndarray, labels, classes: list[str], se
 
     With a Dask ``client``, an entry with ``fit_on_dask`` trains on the cluster.
     """
+    from bloodcli.learn.labels import encode_labels
+
     entry = classifier_entry(name)
     targets = encode_labels(labels, classes)
     estimator = entry.estimator_for(targets, seed, jobs)

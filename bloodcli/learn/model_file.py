@@ -8,14 +8,11 @@ XGBoost's own JSON format. Loading a model therefore never executes code from th
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import platform
 import os
-import struct
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -29,7 +26,8 @@ from bloodcli.errors import BloodcliError, ModelFileError, UsageError
 from bloodcli.io.files import atomic_write
 from bloodcli.learn.classifiers import fit_classifier, trusted_skops_types
 from bloodcli.learn.labels import most_likely
-from bloodcli.learn.model_checks import check_estimator, check_manifest, check_regular_file, check_xgboost_json, parse_json, read_entry
+from bloodcli.learn.estimator_checks import check_estimator, check_xgboost_json
+from bloodcli.learn.model_checks import MODEL_FORMAT, model_archive, parse_json, read_entry
 from bloodcli.learn.novelty import FeatureEnvelope
 from bloodcli.pipeline.data_profile import PROFILE_FORMAT, QUANTITIES, profile_samples
 from bloodcli.pipeline.plan import FeatureSettings
@@ -38,7 +36,6 @@ from bloodcli.pipeline.table import FeatureTable
 if TYPE_CHECKING:  # scikit-learn loads with the estimator, not with this module (``info`` reads the manifest only)
     from sklearn.base import BaseEstimator
 
-MODEL_FORMAT = "bloodcli-model/1"
 #: Zip entry of the feature envelope (plain arrays in an ``.npz``).
 ENVELOPE_ENTRY = "feature_envelope.npz"
 
@@ -199,38 +196,6 @@ def _profile(value) -> dict | None:
         if entry is not None and not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, (int, float)) for v in entry)):
             return None
     return value
-
-
-def read_manifest(path: str | Path) -> dict:
-    """What a model file says about itself (classes, settings, provenance, metrics), without loading its estimator."""
-    with model_archive(path) as (_, manifest):
-        return manifest
-
-
-@contextlib.contextmanager
-def model_archive(path: str | Path):
-    """``(archive, manifest)`` of a model file of either kind, its manifest checked (:func:`.model_checks.check_manifest`)."""
-    with _model_archive(path) as archive:
-        yield archive, _manifest(archive, path)
-
-
-@contextlib.contextmanager
-def _model_archive(path: str | Path):
-    """The model file's zip archive; anything but a regular file, or a damaged one, is a one-line :class:`ModelFileError`."""
-    check_regular_file(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            yield archive
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, KeyError, ValueError, EOFError, OSError,
-            NotImplementedError) as exc:  # what a damaged archive raises while it is read
-        raise ModelFileError(f"{path}: not a bloodcli model or the file is damaged ({exc})") from None
-
-
-def _manifest(archive: zipfile.ZipFile, path) -> dict:
-    """The manifest, bounded in size and depth and checked against its schema (:mod:`.model_checks`)."""
-    manifest = parse_json(read_entry(archive, "manifest.json", path), "manifest.json", path)
-    check_manifest(manifest, MODEL_FORMAT, path)
-    return manifest
 
 
 def write_model_file(path: str | Path, manifest: dict, training_keys: list[str], entries: dict[str, bytes]) -> None:

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from bloodcli.errors import UsageError
-from bloodcli.learn.model_checks import CNN_MODEL
-from bloodcli.learn.model_file import MODEL_FORMAT, TrainedModel, model_archive
+from bloodcli.learn.model_checks import CNN_MODEL, MODEL_FORMAT, model_archive
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # either kind's code loads when a file of that kind is opened: describing one loads neither
     from bloodcli.learn.cnn.model import CNNModel
+    from bloodcli.learn.model_file import TrainedModel
 
-AnyModel = Union[TrainedModel, "CNNModel"]
+AnyModel = Union["TrainedModel", "CNNModel"]
 
 
 def load_model(path: str | Path) -> AnyModel:
@@ -28,11 +28,13 @@ def load_model(path: str | Path) -> AnyModel:
             from bloodcli.learn.cnn.model import CNNModel
 
             return CNNModel.from_archive(archive, manifest, path)
+        from bloodcli.learn.model_file import TrainedModel
+
         return TrainedModel.from_archive(archive, manifest, path)
 
 
 def is_cnn(model) -> bool:
-    return not isinstance(model, TrainedModel)
+    return model.name == CNN_MODEL
 
 
 def check_no_weights(weights: str | None) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bloodcli.errors import OutputWriteError
-from bloodcli.io.files import atomic_write
+from bloodcli.io.files import replace_private_file
 
 CACHE_ENV = "BLOODCLI_CACHE_DIR"
 
@@ -147,11 +147,13 @@ class FeatureCache:
 
     def _write(self, namespace: str, key: str, values: np.ndarray) -> None:
         values = np.ascontiguousarray(values)
-        buffer = io.BytesIO()
-        buffer.write(_checksum(values))
-        np.lib.format.write_array(buffer, values, allow_pickle=False)
-        with atomic_write(self.entry_path(namespace, key), durable=False) as handle:
-            handle.write(buffer.getvalue())
+        if values.dtype == np.dtype("<f4") and values.ndim == 1:  # what extraction stores: the header is known
+            npy = _vector_header(values.size) + values.tobytes()
+        else:
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, values, allow_pickle=False)
+            npy = buffer.getvalue()
+        replace_private_file(self._entry_file(namespace, key), _checksum(values) + npy)
 
     def stats(self) -> dict:
         """Number of entries and bytes per namespace."""

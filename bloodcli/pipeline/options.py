@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bloodcli.pipeline.cache import FeatureCache, default_cache_dir
 from bloodcli.pipeline.parallel import resolve_jobs
+
+if TYPE_CHECKING:  # the cache (NumPy) loads when a run opens it, not with the options (CLI help)
+    from bloodcli.pipeline.cache import FeatureCache
 
 ProgressCallback = Callable[[int, int], None]  # (samples just finished, total steps)
 
@@ -55,4 +58,6 @@ class ExecutionOptions:
         return resolve_jobs(self.jobs)
 
     def cache(self) -> FeatureCache:
+        from bloodcli.pipeline.cache import FeatureCache, default_cache_dir
+
         return FeatureCache.checked((self.cache_dir or default_cache_dir()) if self.use_cache else None)

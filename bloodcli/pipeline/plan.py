@@ -18,18 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bloodcli.features import (
-    DEFAULT_FEATURES,
-    build_extractors,
-    deep,
-    extractors_from_specs,
-    parse_feature_names,
-    parse_feature_options,
-)
-from bloodcli.features.base import FeatureExtractor
+from bloodcli.features import DEFAULT_FEATURES, build_extractors, extractors_from_specs, parse_feature_names, parse_feature_options
 from bloodcli.imaging.augmentation import Augmentation
 from bloodcli.imaging.preprocessing import Preprocessing
+
+if TYPE_CHECKING:  # extractor code loads when a plan builds extractors: reading settings (``info``) needs none
+    from bloodcli.features.base import FeatureExtractor
 
 
 @dataclass(frozen=True)
@@ -93,6 +89,8 @@ class Plan:
         ``feature_options`` are ``-F EXTRACTOR.PARAM=VALUE`` strings or ``{extractor: {param: value}}``;
         ``weights`` (``imagenet``, ``none`` or a local ``.h5``) applies to every deep extractor.
         """
+        from bloodcli.features import deep
+
         options = parse_feature_options(feature_options)
         if weights is not None:
             options = deep.weights_options(parse_feature_names(features), options, weights)
@@ -106,6 +104,8 @@ class Plan:
         ``weights`` points deep extractors at another copy of their weights file; its checksum
         must match the recorded one.
         """
+        from bloodcli.features import deep
+
         specs = settings.extractors if weights is None else deep.override_weights(settings.extractors, weights)
         return cls(tuple(extractors_from_specs(specs)), settings.preprocessing)
 

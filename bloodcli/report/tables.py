@@ -6,12 +6,15 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from bloodcli.io.files import atomic_write
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SUMMARY_ROWS = (
     ("accuracy", "Accuracy"),
@@ -30,9 +33,7 @@ def to_json(data) -> str:
 
 
 def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays; NumPy is not imported for it (``info --json`` loads none)
         return value.tolist()
     if isinstance(value, Path):
         return str(value)

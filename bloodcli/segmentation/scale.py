@@ -35,8 +35,6 @@ from bloodcli.segmentation.levels import background_level, red_cell_contrast
 #: Red-cell size (the estimate below, in full-resolution pixels) that the segmentation settings
 #: are written for: its median over the 364 BCCD smears the defaults were tuned on.
 REFERENCE_DIAMETER = 85.7
-#: Diameter of a normal red cell in micrometres, for ``--pixel-size``.
-RBC_DIAMETER_UM = 7.5
 #: Working resolution of the estimate (longer side, pixels) and the sizes it can report.
 _WORKING_SIDE = 480
 #: Share of the red-cell area that the typical cell size's opening removes (see :func:`opening_radius`).

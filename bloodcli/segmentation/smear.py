@@ -51,11 +51,8 @@ from bloodcli.segmentation.red_cells import (
     split_clumps,
     split_touching,
 )
-from bloodcli.segmentation.scale import (
-    RBC_DIAMETER_UM,
-    REFERENCE_DIAMETER,
-    measure_smear,
-)
+from bloodcli.segmentation import RBC_DIAMETER_UM
+from bloodcli.segmentation.scale import REFERENCE_DIAMETER, measure_smear
 from bloodcli.settings import settings_from_pairs
 
 CLASSES = ("RBC", "WBC", "platelet")

@@ -24,8 +24,8 @@ from bloodcli.learn.cnn.images import ImageSet
 from bloodcli.learn.cnn.network import build_network, set_tensors, tensors
 from bloodcli.learn.cnn.settings import CNNSettings
 from bloodcli.learn.cnn.training import FittedNetwork, embed, predict_probabilities
-from bloodcli.learn.model_checks import CNN_MODEL, read_entry
-from bloodcli.learn.model_file import MODEL_FORMAT, library_versions, training_fingerprint, training_keys, write_model_file
+from bloodcli.learn.model_checks import CNN_MODEL, MODEL_FORMAT, read_entry
+from bloodcli.learn.model_file import library_versions, training_fingerprint, training_keys, write_model_file
 from bloodcli.pipeline.data_profile import profile_samples
 
 TENSORS_ENTRY = "network.npz"  # read with the estimators' size bound (1 GiB; ResNet50 is ~100 MB)
