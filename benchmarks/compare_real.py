@@ -6,8 +6,10 @@ share a group); basophil (2 samples) is dropped because it cannot appear in ever
 
 Extraction times in the comparison come from the feature cache when it is warm; ``--cold N`` also
 times every extractor without the cache on N images per class (recorded as ``cold_extraction``).
+``--cnn`` also fine-tunes MobileNetV2 0.35 (the shipped weights, default recipe: 128 px, framing auto) on the
+same folds, alone and fused with each feature set (written to ``compare_<name>_cnn.json``).
 
-Usage: python benchmarks/compare_real.py [pbc|bccd_wbc ...] [--models svm,logreg,rf,xgboost] [--folds 5] [--repeats 1] [--jobs 2]
+Usage: python benchmarks/compare_real.py [pbc|bccd_wbc ...] [--models svm,logreg,rf,xgboost] [--folds 5] [--repeats 1] [--jobs 2] [--cnn]
 """
 
 from __future__ import annotations
@@ -78,21 +80,30 @@ def cold_extraction(source, per_class: int, jobs: int) -> dict:
     return timings
 
 
+def networks(args) -> list:
+    """The fine-tuned network of ``--cnn`` (none without it), with the default recipe."""
+    if not args.cnn:
+        return []
+    from bloodcli.learn.cnn.settings import CNNSettings
+
+    return [CNNSettings(backbone="mobilenetv2", weights=str(WEIGHTS), seed=args.seed)]
+
+
 def run(name: str, source: Path, args, extra: dict) -> None:
     start = time.perf_counter()
     options = api.ExecutionOptions(cache_dir=args.cache_dir, jobs=args.jobs)
     result = api.compare(source, FEATURE_SETS, args.models, folds=args.folds, repeats=args.repeats, seed=args.seed,
-                         tune=args.tune, feature_options=FEATURE_OPTIONS, options=options)  # fmt: skip
+                         tune=args.tune, feature_options=FEATURE_OPTIONS, options=options, networks=networks(args))  # fmt: skip
     elapsed = time.perf_counter() - start
     paths = write_comparison_outputs(args.report_dir / name, result)
     data = result.to_dict() | extra | {
         "elapsed_seconds": round(elapsed, 1), "jobs": args.jobs, "machine": f"{platform.machine()}, shared CPU cores",
         "command": f"python benchmarks/compare_real.py {name} --models {args.models} --folds {args.folds} --repeats {args.repeats}"
-                   + (" --tune" if args.tune else ""),
+                   + (" --tune" if args.tune else "") + (" --cnn" if args.cnn else ""),
     }  # fmt: skip
     if args.cold:
         data["cold_extraction"] = cold_extraction(source, args.cold, args.jobs)
-    out = ROOT / "benchmarks" / "results" / f"compare_{name}.json"
+    out = ROOT / "benchmarks" / "results" / f"compare_{name}{'_cnn' if args.cnn else ''}.json"
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(data["sentence"], flush=True)
     print(f"wrote {out} and {paths[2]} ({elapsed:.0f} s)", flush=True)
@@ -108,6 +119,7 @@ def main() -> None:
     parser.add_argument("--tune", action="store_true")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cold", type=int, default=10, help="images per class for cache-less timing (0 = skip)")
+    parser.add_argument("--cnn", action="store_true", help="also fine-tune MobileNetV2 0.35 on the same folds")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/bc-cache"))
     parser.add_argument("--report-dir", type=Path, default=Path("/tmp/compare_real"))
     args = parser.parse_args()
