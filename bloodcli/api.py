@@ -31,7 +31,6 @@ from bloodcli.io.datasets import Dataset, Sample, load_inputs
 from bloodcli.learn.classifiers import DEFAULT_COMPARE_MODELS, classifier_entry, parse_models
 from bloodcli.learn.labels import most_likely
 from bloodcli.learn.model_checks import CNN_MODEL
-from bloodcli.learn.model_file import TrainedModel
 from bloodcli.learn.models import AnyModel, check_no_weights, is_cnn, load_model
 from bloodcli.pipeline import featurize as features
 from bloodcli.pipeline.options import ExecutionOptions
@@ -40,8 +39,9 @@ from bloodcli.pipeline.plan import Plan
 from bloodcli.pipeline.table import FeatureTable
 from bloodcli.pipeline.union import extract_union
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # model files (and importlib.metadata) load with the workflows that fit or read models
     from bloodcli.learn.compare import ComparisonResult
+    from bloodcli.learn.model_file import TrainedModel
     from bloodcli.learn.validation import EvaluationResult
 
 # Fitting and scoring modules (scikit-learn, SciPy) are imported by the workflows that fit or score,
@@ -259,6 +259,7 @@ def train_and_test(train_source, test_source, plan: Plan | None = None, options:
     them (:func:`featurize_for_model`): nothing of the test set reaches fitting. Test labels are
     aligned to the training classes as in :func:`evaluate`.
     """
+    from bloodcli.learn.model_file import TrainedModel
     from bloodcli.learn.splits import TrainingRows
     from bloodcli.learn.validation import ExternalTest, augmentation_note, fit_and_test
 

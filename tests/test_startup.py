@@ -49,3 +49,16 @@ def test_classical_extraction_of_one_image_imports_no_heavy_library(tmp_path):
     packages = imported_packages("extract", tmp_path / "one", "-o", tmp_path / "f.npz", "--no-cache", "-j", "1")
     assert (tmp_path / "f.npz").exists() and "cv2" in packages
     assert not packages & set(HEAVY), sorted(packages & set(HEAVY))
+
+
+def test_the_extractor_registry_lists_names_without_importing_any_extractor():
+    code = (
+        "import sys; from bloodcli.features import EXTRACTORS\n"
+        "names = list(EXTRACTORS)\n"
+        "loaded = [m for m in ('bloodcli.features.texture', 'bloodcli.features.deep', 'numpy') if m in sys.modules]\n"
+        "from bloodcli.features.texture import GLCMExtractor\n"
+        "print(names[:3], loaded, EXTRACTORS['glcm'] is GLCMExtractor, 'fake' in EXTRACTORS)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert run.stdout.strip() == "['glcm', 'shape', 'color'] [] True False"
