@@ -218,6 +218,7 @@ def test_on_the_fly_augmentation_is_seeded_and_off_means_unchanged():
 
 def test_compare_scores_fine_tuned_and_fused_networks_on_the_same_folds(monkeypatch, tmp_path):
     from bloodcli.learn.cnn import comparison
+    from bloodcli.report.tables import extraction_cost
 
     root = _tiny_dataset(tmp_path / "data", per_class=6)
     seen = _recording_fits(monkeypatch, evaluation)
@@ -243,6 +244,9 @@ def test_compare_scores_fine_tuned_and_fused_networks_on_the_same_folds(monkeypa
         assert not fitted & {str(s.path) for s in np.asarray(_samples(result), dtype=object)[test]}
     assert len(seen) == 3 and all(n == len(everything) for n in embedded)
     assert data["comparison"]["a"]["kind"] == "fine-tuned" and "s/epoch" in data["sentence"]
+    # Costs as the report shows them: the fused pair extracted the classical set's features, the network none.
+    assert fused["timing"]["extract_ms_per_sample"] == classical["timing"]["extract_ms_per_sample"] is not None
+    assert (extraction_cost(network), extraction_cost(fused)) == ("in training", extraction_cost(classical))
 
 
 def _samples(result):

@@ -37,7 +37,8 @@ def content_hash(data: bytes) -> str:
 def read_bytes(path: str | os.PathLike) -> bytes:
     """Read a file, turning OS errors into :class:`ImageReadError`."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:  # not Path(path): no path parsing per image of a cached re-run
+            data = handle.read()
     except FileNotFoundError:
         raise ImageReadError(path, "file not found") from None
     except IsADirectoryError:

@@ -16,7 +16,7 @@ from bloodcli.report.figures import (
     roc_figure,
 )
 from bloodcli.report.metrics import roc_curves
-from bloodcli.report.tables import SUMMARY_ROWS, mean_std
+from bloodcli.report.tables import SUMMARY_ROWS, extraction_cost, mean_std
 
 STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -66,14 +66,15 @@ def _results_table(data: dict) -> str:
         timing = r["timing"]
         cells = [_cell(r["features"], True), _cell(r["kind"], True), _cell(r["model"], True)]
         cells += [_cell(mean_std(r["metrics"][key], " ± ")) for key, _ in COMPARE_COLUMNS]
-        cells += [_cell(_ms(timing["extract_ms_per_sample"], "unknown")),
+        cells += [_cell(extraction_cost(r, "unknown")),
                   _cell(f"{timing['extract_n_computed']} / {timing['extract_n_cached']}"), _cell(_ms(timing["train_ms_per_sample"]))]  # fmt: skip
         rows.append(f'<tr class="{"best" if r["best"] else ""}">{"".join(cells)}</tr>')
     return (
         '<table><tr><th class="text">features</th><th class="text">kind</th><th class="text">model</th>'
         f"{head}<th>extract ms/image</th><th>images computed / from cache</th><th>train ms/row</th></tr>{''.join(rows)}</table>"
         '<p class="meta">Extraction cost per image computed in this run, summed over the set\'s extractors; unknown when '
-        "every image came from the cache (--no-cache measures it). Training cost per training row, per fold.</p>"
+        "every image came from the cache (--no-cache measures it); a fine-tuned network reads the images itself, so its "
+        "cost is in training. Training cost per training row, per fold.</p>"
     )
 
 

@@ -121,9 +121,18 @@ def _ms(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def _extract_ms(timing: dict) -> str:
-    """Extraction ms per image computed in the run; 'cached' when none was computed (cost unknown)."""
-    return "cached" if timing["extract_ms_per_sample"] is None and timing["extract_n_cached"] else _ms(timing["extract_ms_per_sample"])
+def extraction_cost(row: dict, unknown: str | None = None) -> str:
+    """Extraction ms per image computed in the run, for a comparison row.
+
+    A cost not measured here reads ``unknown`` (default: 'cached' when the images came from the cache, else 'n/a');
+    a fine-tuned network has no separate extraction: it reads the images itself, so its cost is its training.
+    """
+    timing = row["timing"]
+    if row["kind"] == "fine-tuned":
+        return "in training"
+    if timing["extract_ms_per_sample"] is None:
+        return unknown or ("cached" if timing["extract_n_cached"] else "n/a")
+    return _ms(timing["extract_ms_per_sample"])
 
 
 def comparison_table(data: dict) -> Table:
@@ -141,12 +150,13 @@ def comparison_table(data: dict) -> Table:
         table.add_row(
             "★" if row["best"] else "", row["features"], row["model"],
             *(mean_std(row["metrics"][key]) for key, _ in COMPARE_TABLE_METRICS),
-            _extract_ms(timing), _ms(timing["train_ms_per_sample"]),
+            extraction_cost(row), _ms(timing["train_ms_per_sample"]),
             style="bold green" if row["best"] else None,
         )  # fmt: skip
     scores = "scores on the external test set" if data.get("test") else "mean±std over folds"
     table.caption = (f"{scores}; ★ best by {data['selection_metric'].replace('_', ' ')}; "
-                     "extract: ms per image computed in this run, 'cached' when none was (cost unknown); "
+                     "extract: ms per image computed in this run, 'cached' when none was (cost unknown), 'in training' for a "
+                     "fine-tuned network (it reads the images itself); "
                      "train: ms per training row")  # fmt: skip
     return table
 

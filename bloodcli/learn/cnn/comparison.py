@@ -31,11 +31,12 @@ FINE_TUNED = "fine-tuned"
 
 
 def network_configs(data: ImageSet, splits: list[Split], settings: CNNSettings, fused: dict[str, object], models: list[str],
-                    seed: int = 0, on_epoch=None) -> list[ConfigResult]:  # fmt: skip
+                    seed: int = 0, on_epoch=None, extraction: dict[str, tuple] | None = None) -> list[ConfigResult]:  # fmt: skip
     """The CNN's configuration and one fused configuration per (classical set, model) on ``splits``.
 
     ``fused`` maps a classical set's name to its feature values: an array (rows as ``data``'s) or, when
-    references are refitted per training part, one array per split.
+    references are refitted per training part, one array per split. ``extraction``: each classical set's
+    extraction cost ``(ms per image, computed, cached)``, which its fused configurations report as theirs.
     """
     classes = sorted(set(data.labels))
     labels = data.labels
@@ -56,7 +57,8 @@ def network_configs(data: ImageSet, splits: list[Split], settings: CNNSettings, 
     configs = [ConfigResult(name, FINE_TUNED, "cnn", result.fold_metrics, result, None, len(data), 0, cost)]
     for (set_name, model), probabilities in fused_probabilities.items():
         evaluation = pooled_result(labels, splits, probabilities, classes, "", result.fit_ms_per_row)
-        configs.append(ConfigResult(f"{set_name}+{name}", "fused", model, evaluation.fold_metrics, evaluation, None, len(data), 0, cost))
+        extracted = (extraction or {}).get(set_name, (None, len(data), 0))
+        configs.append(ConfigResult(f"{set_name}+{name}", "fused", model, evaluation.fold_metrics, evaluation, *extracted, cost))
     return configs
 
 
@@ -76,11 +78,13 @@ def add_networks(result, table, spans: dict, sets: list[list[str]], models: list
         if feature_set_kind(names) == "classical":
             columns = columns_of(spans, names)
             fused["+".join(names)] = [r.values[:n, columns] for r in rows] if isinstance(rows, list) else rows.values[:n, columns]
+    extraction = {c.features: (c.extract_ms_per_sample, c.extract_computed, c.extract_cached)
+                  for c in result.configs if c.kind == "classical"}  # fmt: skip
     for settings in settings_list:
         settings = settings.framed_for(table.samples)  # measured on every image, as train does (no labels)
         data = ImageSet.load(Dataset(table.samples, result.source, "files"), settings.image_size, preprocessing,
                              framing=settings.framing_ratio, skip_errors=True)  # fmt: skip
         if len(data) != n:
             raise DatasetError(f"{n - len(data)} image(s) could be featurized but not read for the network: {data.failures[:1]}")
-        result.configs.extend(network_configs(data, result.splits, settings, fused, models, result.seed, on_epoch))
+        result.configs.extend(network_configs(data, result.splits, settings, fused, models, result.seed, on_epoch, extraction))
     result.comparison = classical_vs_deep(result, test_train_ratio(result.splits))
