@@ -87,7 +87,7 @@ def metric_bar_figure(results: list[dict], metric: str):
         axes.text(1.06, bar.get_y() + bar.get_height() / 2, f"{mean:.3f} · {cost}", va="center", fontsize=9.5)
     axes.set_yticks(positions, names, fontsize=10)
     axes.invert_yaxis()  # first configuration on top, as in the table
-    axes.set_xlim(0.0, 1.5)  # 0 to 1 for the scores, then a column of values and costs
+    axes.set_xlim(0.0, 1.7)  # 0 to 1 for the scores, then a column of values and costs ("0.947 · training 10 s/epoch")
     axes.axvline(1.0, color="grey", lw=0.8)
     axes.set_xticks(np.linspace(0, 1, 6))
     axes.set_xlabel(f"{metric.replace('_', ' ')} (mean ± std)", fontsize=10)

@@ -83,7 +83,7 @@ def _comparison_table(comparison: dict) -> str:
         return f"<p>{html.escape(comparison['note'])}</p>"
     c = comparison
     rows = [
-        ("A (deep)", f"{c['a']['features']} + {c['a']['model']}: {c['a']['mean']:.4f}"),
+        (f"A ({c['a']['kind']})", f"{c['a']['features']} + {c['a']['model']}: {c['a']['mean']:.4f}"),
         ("B (classical)", f"{c['b']['features']} + {c['b']['model']}: {c['b']['mean']:.4f}"),
         ("mean difference A − B", f"{c['mean_difference']:+.4f}"),
         ("95% CI (corrected)", f"{c['ci_low']:+.4f} to {c['ci_high']:+.4f}"),
@@ -140,7 +140,8 @@ def comparison_html(result) -> str:
         f'<p class="verdict">{html.escape(data["sentence"])}</p>',
         f"<h2>Results ({scores})</h2>", _results_table(data),
         '<div class="figures wide">' + _img(metric_bar_figure(data["results"], result.metric), f"{bars} per configuration") + "</div>",
-        "<h2>Classical vs deep: paired test on the same folds</h2>", _comparison_table(data["comparison"]),
+        f"<h2>Classical vs {html.escape(data['comparison'].get('a', {}).get('kind', 'deep'))}: paired test on the same folds</h2>",
+        _comparison_table(data["comparison"]),
         "<h2>Best configurations</h2>",
     ]  # fmt: skip
     shown = []
