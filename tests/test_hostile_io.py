@@ -200,12 +200,11 @@ def test_a_cache_that_fills_up_or_disappears_during_a_run_is_a_warning(tmp_path,
     shutil.rmtree(tmp_path / "cache")  # removed while extract runs: the next entry recreates it
     cache.put("ns", "cd34", np.ones(3))
     assert cache.get("ns", "cd34") is not None
-    import bloodcli.io.files as files
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(files.tempfile, "mkstemp", disk_full)
+    monkeypatch.setattr(os, "replace", disk_full)  # where a cache entry lands: its rename into place
     with caplog.at_level("WARNING", logger="bloodcli"):
         for key in ("ef56", "ab78"):
             cache.put("ns", key, np.ones(3))
