@@ -97,6 +97,26 @@ class Dataset:
             )
 
 
+class SampleArrays:
+    """``labels`` and ``groups`` of a ``samples`` list as object arrays: the rows of a table of features or of
+    pixels, as splits and classifiers take them."""
+
+    samples: list[Sample]
+
+    @property
+    def labels(self):
+        import numpy as np
+
+        return np.array([s.label for s in self.samples], dtype=object)
+
+    @property
+    def groups(self):
+        import numpy as np
+
+        groups = Dataset(self.samples, "", "").groups
+        return None if groups is None else np.array(groups, dtype=object)
+
+
 def load_dataset(
     source: str | os.PathLike,
     *,

@@ -18,7 +18,7 @@ import numpy as np
 
 from bloodcli.errors import InputDataError
 from bloodcli.imaging.augmentation import Augmentation
-from bloodcli.io.datasets import Dataset, Sample
+from bloodcli.io.datasets import Sample, SampleArrays
 from bloodcli.io.files import atomic_write
 from bloodcli.pipeline.plan import FeatureSettings
 
@@ -55,7 +55,7 @@ class AugmentedRows:
 
 
 @dataclass
-class FeatureTable:
+class FeatureTable(SampleArrays):
     """Features of a dataset: one row per successfully processed sample (plus, apart, augmented copies)."""
 
     values: np.ndarray
@@ -80,15 +80,6 @@ class FeatureTable:
         if self.augmented is None:
             return self.values, rows
         return np.vstack([self.values, self.augmented.values]), np.concatenate([rows, self.augmented.source_index])
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.array([s.label for s in self.samples], dtype=object)
-
-    @property
-    def groups(self) -> np.ndarray | None:
-        groups = Dataset(self.samples, "", "").groups
-        return None if groups is None else np.array(groups, dtype=object)
 
     def to_frame(self):
         import pandas as pd

@@ -17,7 +17,7 @@ import numpy as np
 
 from bloodcli.errors import ImageReadError
 from bloodcli.imaging.preprocessing import Preprocessing
-from bloodcli.io.datasets import Dataset, Sample
+from bloodcli.io.datasets import Dataset, Sample, SampleArrays
 from bloodcli.io.images import decode_image, read_bytes
 from bloodcli.learn.cnn.framing import frame
 from bloodcli.pipeline.options import ProgressCallback
@@ -75,7 +75,7 @@ def load_images(samples: list[Sample], size: int, preprocessing: Preprocessing =
 
 
 @dataclass
-class ImageSet:
+class ImageSet(SampleArrays):
     """Samples with their pixels: what a CNN fits and is scored on (the counterpart of a feature table)."""
 
     samples: list[Sample]
@@ -85,15 +85,6 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.samples)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.asarray([s.label for s in self.samples], dtype=object)
-
-    @property
-    def groups(self) -> np.ndarray | None:
-        groups = Dataset(self.samples, "", "").groups
-        return None if groups is None else np.asarray(groups, dtype=object)
 
     @property
     def values(self) -> np.ndarray:
