@@ -1,9 +1,11 @@
 """The command-line contract: exit codes, stdout/stderr separation and output formats."""
 
 import csv
+import hashlib
 import io
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import SAMPLE
@@ -130,6 +132,7 @@ def test_info_on_a_model_shows_provenance(trained_model):
     assert data["model"] == "logreg" and data["classes"][0] == "eosinophil"
     assert data["features"]["extractors"][0]["name"] == "glcm"
     assert data["provenance"]["n_samples"] == 60
+    assert data["sha256"] == hashlib.sha256(Path(trained_model).read_bytes()).hexdigest()  # streamed, same digest
 
 
 def test_cache_info_and_clean(tmp_path, small_dataset):

@@ -18,7 +18,6 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -35,6 +34,7 @@ import numpy as np
 from bloodcli.errors import ResourceUnavailableError, UsageError
 from bloodcli.features.base import FeatureExtractor
 from bloodcli.features.weights_file import make_divisible, weights_alpha
+from bloodcli.io.files import sha256_of
 
 logger = logging.getLogger("bloodcli")
 
@@ -165,11 +165,7 @@ def file_sha256(path: Path) -> str:
         raise ResourceUnavailableError(f"weights path {path} is not a file; pass a .h5 file with --weights PATH.h5")
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
+        _DIGESTS[key] = sha256_of(path)
     return _DIGESTS[key]
 
 

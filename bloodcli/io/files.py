@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import itertools
 import os
 import stat
@@ -119,3 +120,12 @@ def replace_private_file(path: str, data: bytes) -> None:
         if exc.errno in STORAGE_ERRORS:
             raise OutputWriteError(path, exc) from None
         raise
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (a model or weights file is never held in memory whole)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -7,11 +7,11 @@ only when a CNN model file is opened.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from bloodcli.errors import UsageError
+from bloodcli.io.files import sha256_of
 from bloodcli.learn.model_checks import CNN_MODEL, MODEL_FORMAT, model_archive
 
 if TYPE_CHECKING:  # either kind's code loads when a file of that kind is opened: describing one loads neither
@@ -48,7 +48,7 @@ def describe(manifest: dict, path: str | Path | None = None) -> dict:
     its preprocessing), provenance and held-out metrics. Only the manifest is read: no estimator, nor network."""
     return {
         "file": None if path is None else Path(path).name,
-        "sha256": None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+        "sha256": None if path is None else sha256_of(path),
         "format": MODEL_FORMAT, "model": manifest["model"], "classes": list(manifest["classes"]), **_inputs(manifest),
         "provenance": manifest.get("provenance", {}), "metrics": manifest.get("metrics"),
     }  # fmt: skip
