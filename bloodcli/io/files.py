@@ -54,16 +54,34 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True
     symlinks through to their target (:func:`writes_in_place`).
     """
     text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
-    try:
+    with _storage_errors(path):
         if writes_in_place(path):
             with open(path, mode, **text) as handle:
                 yield handle
             return
         with _replaced(Path(os.path.realpath(path)), mode, text, durable) as handle:
             yield handle
+
+
+@contextlib.contextmanager
+def _storage_errors(path):
+    """OS errors that mean the storage refused the write become :class:`OutputWriteError` naming ``path``."""
+    try:
+        yield
     except OSError as exc:
         if exc.errno in STORAGE_ERRORS:
             raise OutputWriteError(path, exc) from None
+        raise
+
+
+@contextlib.contextmanager
+def _removed_on_error(temporary: str):
+    """Delete the temporary file ``temporary`` if anything fails before it is renamed into place."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
         raise
 
 
@@ -73,7 +91,7 @@ def _replaced(target: Path, mode: str, text: dict, durable: bool):
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
+    with _removed_on_error(tmp_name):
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual permissions
         with os.fdopen(fd, mode, **text) as handle:
             yield handle
@@ -81,10 +99,6 @@ def _replaced(target: Path, mode: str, text: dict, durable: bool):
             if durable:
                 os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
 
 
 #: Numbers the temporary files of :func:`replace_private_file` within a process (with the process id: unique).
@@ -102,24 +116,16 @@ def replace_private_file(path: str, data: bytes) -> None:
     folder, name = os.path.split(path)
     temporary = os.path.join(folder, f".{name}.{os.getpid()}-{next(_TEMPORARY_NAMES)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    try:
+    with _storage_errors(path):
         try:
             fd = os.open(temporary, flags, 0o666)  # the umask applies, as for any new file
         except FileNotFoundError:
             os.makedirs(folder, exist_ok=True)
             fd = os.open(temporary, flags, 0o666)
-        try:
+        with _removed_on_error(temporary):
             with os.fdopen(fd, "wb", buffering=0) as handle:
                 handle.write(data)
             os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-    except OSError as exc:
-        if exc.errno in STORAGE_ERRORS:
-            raise OutputWriteError(path, exc) from None
-        raise
 
 
 def sha256_of(path: str | os.PathLike) -> str:
