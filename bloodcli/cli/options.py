@@ -48,7 +48,7 @@ LabelMapOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Random seed for splits, models and augmentation.")]
 CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Feature cache folder (default: $BLOODCLI_CACHE_DIR or ~/.cache/bloodcli).")]
-JobsOpt = Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")]
+JobsOpt = Annotated[Optional[int], typer.Option("--jobs", "-j", help="Cores to use: this process and N-1 workers (default: all cores).")]
 SchedulerOpt = Annotated[
     Optional[str],
     typer.Option("--scheduler", help="Run on Dask: scheduler address (tcp://host:8786) or 'local' (default: $DASK_SCHEDULER_ADDRESS)."),

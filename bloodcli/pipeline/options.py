@@ -30,7 +30,7 @@ class ExecutionOptions:
     use_cache : bool
         Read and write the feature cache.
     jobs : int, optional
-        Worker processes for per-image work and parallel folds; None: every core.
+        Cores for per-image work (this process and ``jobs - 1`` workers) and parallel folds; None: every core.
     skip_errors : bool
         Skip unreadable images and list them instead of stopping.
     batch_size : int
@@ -54,7 +54,7 @@ class ExecutionOptions:
 
     @property
     def workers(self) -> int:
-        """Worker processes: ``jobs``, or every available core."""
+        """Cores used: ``jobs``, or every available core."""
         return resolve_jobs(self.jobs)
 
     def cache(self) -> FeatureCache:

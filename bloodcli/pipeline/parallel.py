@@ -9,13 +9,9 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
 
 from bloodcli.errors import ResourceUnavailableError
-
-if TYPE_CHECKING:  # augmentation imports features.base: a runtime import here would be circular
-    pass
 
 
 def resolve_jobs(jobs: int | None) -> int:
@@ -137,6 +133,72 @@ def worker_pool(n_jobs: int, **options):
     if type(get_active_backend()[0]) is LokyBackend:
         options["backend"] = LokyBackend(initializer=die_with_parent)
     return joblib.Parallel(n_jobs=n_jobs, **options)
+
+
+def map_chunks(task, chunks: Iterable[list], jobs: int, *args) -> Iterator[list]:
+    """``task(chunk, *args)`` of every chunk, in chunk order, on ``jobs`` cores: this process and ``jobs - 1`` workers.
+
+    This process works rather than waits: whenever the oldest chunk sent to a worker is not back,
+    it computes the next chunk itself. So one process fewer starts (and imports the libraries)
+    than with ``jobs`` workers, and work begins at once instead of after the workers' start-up.
+    ``task`` and ``args`` must pickle. Under another active joblib backend (Dask via
+    :func:`compute_backend`) every chunk goes to that backend.
+    """
+    if jobs <= 1:
+        return (_here(task, chunk, args) for chunk in chunks)
+    from joblib.parallel import LokyBackend, get_active_backend
+
+    if type(get_active_backend()[0]) is not LokyBackend:
+        import joblib
+
+        parallel = worker_pool(jobs, return_as="generator")
+        return parallel(joblib.delayed(in_directory)(os.getcwd(), in_worker, task, chunk, *args) for chunk in chunks)
+    return _here_and_in_workers(task, iter(chunks), jobs - 1, args)
+
+
+def _here_and_in_workers(task, chunks: Iterator[list], workers: int, args) -> Iterator[list]:
+    from concurrent.futures import wait
+
+    from joblib.executor import get_memmapping_executor
+
+    executor = get_memmapping_executor(workers, initializer=die_with_parent)  # joblib's pool, which its backends reuse
+    pending: deque = deque()  # per chunk, in order: its future, or its results when computed here
+    sent = 0  # futures in ``pending``
+    try:
+        while True:
+            for chunk in itertools.islice(chunks, max(0, 2 * workers - sent)):
+                pending.append(executor.submit(in_directory, os.getcwd(), in_worker, task, chunk, *args))
+                sent += 1
+            if not pending:
+                return
+            head = pending[0]
+            if isinstance(head, list) or head.done():
+                pending.popleft()
+                if not isinstance(head, list):
+                    sent -= 1
+                    head = head.result()
+                yield head
+                continue
+            chunk = next(chunks, None)
+            if chunk is None:
+                wait([head])
+            else:
+                pending.append(_here(task, chunk, args))
+    finally:  # stopped early (an error, a closed generator): chunks not started are not run
+        for entry in pending:
+            if not isinstance(entry, list):
+                entry.cancel()
+
+
+def _here(task, chunk: list, args) -> list:
+    with one_opencv_thread():
+        return task(chunk, *args)
+
+
+def in_worker(task, chunk: list, *args) -> list:
+    """``task(chunk, *args)`` in a worker process, on one thread (:func:`one_thread_per_worker`)."""
+    one_thread_per_worker()
+    return task(chunk, *args)
 
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"

@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import itertools
 import json
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ from bloodcli.io.datasets import Dataset, Sample, crop
 from bloodcli.io.images import content_hash, decode_image, read_bytes
 from bloodcli.pipeline.cache import FeatureCache
 from bloodcli.pipeline.options import ProgressCallback
-from bloodcli.pipeline.parallel import in_directory, in_order, one_opencv_thread, one_thread_per_worker, resolve_jobs, worker_pool
+from bloodcli.pipeline.parallel import in_order, in_worker, map_chunks, resolve_jobs
 from bloodcli.pipeline.plan import FeatureSettings
 from bloodcli.pipeline.table import AugmentedRows, FeatureTable
 
@@ -243,8 +242,7 @@ def _work_items(samples: list[Sample], augmentation: Augmentation | None) -> tup
 
 
 def _extract_chunk(items, extractors, namespace, preprocessing, cache) -> list[_SampleResult]:
-    """Worker task: several samples at once, so per-task overhead is paid once per chunk."""
-    one_thread_per_worker()
+    """Task of several samples at once, so per-task overhead is paid once per chunk."""
     return [_process_sample(item, extractors, namespace, preprocessing, cache) for item in items]
 
 
@@ -257,24 +255,13 @@ def _run_per_image(items, extractors, preprocessing, cache, jobs, executor=None)
     arguments = (extractors, _namespace(extractors, preprocessing), preprocessing, cache)
     if executor is not None:
         chunks = _chunks(items, 32)
-        futures = in_order(lambda chunk: executor.submit(_extract_chunk, chunk, *arguments), chunks, ahead=64)
+        futures = in_order(lambda chunk: executor.submit(in_worker, _extract_chunk, chunk, *arguments), chunks, ahead=64)
         return (result for future in futures for result in future.result())
-    workers = min(resolve_jobs(jobs), len(items))
-    if workers <= 1:
-        return _in_process(items, arguments)
-    chunks = _chunks(items, max(1, min(16, len(items) // (4 * workers))))
-    import joblib  # only for several workers: a one-image run doesn't pay for importing it
-
+    jobs = min(resolve_jobs(jobs), len(items))
     # A stop on a bad image cancels the chunks in flight on purpose: joblib's warning about it is noise.
     warnings.filterwarnings("ignore", message=r"\d+ tasks (which were still being processed|have been successfully executed)", category=UserWarning)
-    parallel = worker_pool(workers, return_as="generator")
-    tasks = (joblib.delayed(in_directory)(os.getcwd(), _extract_chunk, c, *arguments) for c in chunks)
-    return (result for chunk in parallel(tasks) for result in chunk)
-
-
-def _in_process(items, arguments) -> Iterator[_SampleResult]:
-    with one_opencv_thread():
-        yield from (_process_sample(item, *arguments) for item in items)
+    chunks = _chunks(items, max(1, min(16, len(items) // (4 * jobs))))
+    return (result for chunk in map_chunks(_extract_chunk, chunks, jobs, *arguments) for result in chunk)
 
 
 def _run_batched(items, todo, keys, extractor, preprocessing, cache, batch_size) -> Iterator[tuple[int, _SampleResult]]:

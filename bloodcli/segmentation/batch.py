@@ -6,7 +6,6 @@ import contextlib
 import csv
 import itertools
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -164,34 +163,18 @@ def unique_names(paths: list[Path]) -> list[str]:
 
 
 def _run(paths, names, finished, task, jobs: int, executor=None):
-    from bloodcli.pipeline.parallel import in_order
+    """Per-image results in input order, from this process and ``jobs - 1`` workers, or from ``executor``."""
+    from bloodcli.pipeline.parallel import in_order, in_worker, map_chunks
 
-    items = list(zip(paths, names, finished))
+    items = [[item] for item in zip(paths, names, finished)]  # chunks of one image: smears take tens of milliseconds
     if executor is not None:
-        submit = lambda item: executor.submit(_segment_in_worker, *item, *task)  # noqa: E731
-        return (future.result() for future in in_order(submit, items, ahead=64))
-    if jobs <= 1 or len(paths) <= 1:
-        return _in_process(items, task)
-    import joblib
-
-    from bloodcli.pipeline.parallel import in_directory, worker_pool
-
-    parallel = worker_pool(min(jobs, len(paths)), return_as="generator", batch_size=4)
-    return parallel(joblib.delayed(in_directory)(os.getcwd(), _segment_in_worker, *item, *task) for item in items)
+        submit = lambda chunk: executor.submit(in_worker, _segment_chunk, chunk, *task)  # noqa: E731
+        return (result for future in in_order(submit, items, ahead=64) for result in future.result())
+    return (result for chunk in map_chunks(_segment_chunk, items, min(jobs, len(paths)), *task) for result in chunk)
 
 
-def _in_process(items, task):
-    from bloodcli.pipeline.parallel import one_opencv_thread
-
-    with one_opencv_thread():
-        yield from (_segment_one(*item, *task) for item in items)
-
-
-def _segment_in_worker(*arguments) -> _ImageResult:
-    from bloodcli.pipeline.parallel import one_thread_per_worker
-
-    one_thread_per_worker()
-    return _segment_one(*arguments)
+def _segment_chunk(items, *task) -> list[_ImageResult]:
+    return [_segment_one(*item, *task) for item in items]
 
 
 def _segment_one(path, name, finished, out_dir, method, params, crops, overlays, voc_dir, mask_dir, evaluate) -> _ImageResult:
