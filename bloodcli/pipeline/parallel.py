@@ -8,8 +8,9 @@ import itertools
 import os
 import signal
 import sys
+import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 
 from bloodcli.errors import ResourceUnavailableError
 
@@ -135,17 +136,22 @@ def worker_pool(n_jobs: int, **options):
     return joblib.Parallel(n_jobs=n_jobs, **options)
 
 
-def map_chunks(task, chunks: Iterable[list], jobs: int, *args) -> Iterator[list]:
+#: Work left, in seconds of this process, above which starting workers pays: about the time a worker takes to
+#: start (Python, NumPy, OpenCV, bloodcli) before its first image. Below it this process alone finishes sooner.
+WORKER_START_SECONDS = 0.5
+
+
+def map_chunks(task, chunks: Sequence[list], jobs: int, *args) -> Iterator[list]:
     """``task(chunk, *args)`` of every chunk, in chunk order, on ``jobs`` cores: this process and ``jobs - 1`` workers.
 
-    This process works rather than waits: whenever the oldest chunk sent to a worker is not back,
-    it computes the next chunk itself. So one process fewer starts (and imports the libraries)
-    than with ``jobs`` workers, and work begins at once instead of after the workers' start-up.
-    ``task`` and ``args`` must pickle. Under another active joblib backend (Dask via
+    This process works rather than waits. It computes the first chunks alone, and starts the workers
+    only once the work left exceeds :data:`WORKER_START_SECONDS` at its pace (a re-run served by the
+    cache starts none); then, whenever the oldest chunk sent out is not back, it computes the next
+    one itself. ``task`` and ``args`` must pickle. Under another active joblib backend (Dask via
     :func:`compute_backend`) every chunk goes to that backend.
     """
     if jobs <= 1:
-        return (_here(task, chunk, args) for chunk in chunks)
+        return _here_then_with_workers(task, chunks, 0, args)
     from joblib.parallel import LokyBackend, get_active_backend
 
     if type(get_active_backend()[0]) is not LokyBackend:
@@ -153,10 +159,20 @@ def map_chunks(task, chunks: Iterable[list], jobs: int, *args) -> Iterator[list]
 
         parallel = worker_pool(jobs, return_as="generator")
         return parallel(joblib.delayed(in_directory)(os.getcwd(), in_worker, task, chunk, *args) for chunk in chunks)
-    return _here_and_in_workers(task, iter(chunks), jobs - 1, args)
+    return _here_then_with_workers(task, chunks, jobs - 1, args)
 
 
-def _here_and_in_workers(task, chunks: Iterator[list], workers: int, args) -> Iterator[list]:
+def _here_then_with_workers(task, chunks: Sequence[list], workers: int, args) -> Iterator[list]:
+    with one_opencv_thread():  # for the whole run: setting OpenCV's threads per chunk costs milliseconds
+        started = time.perf_counter()
+        for done, chunk in enumerate(chunks):
+            if workers and done and (time.perf_counter() - started) / done * (len(chunks) - done) > WORKER_START_SECONDS:
+                yield from _with_workers(task, iter(chunks[done:]), workers, args)
+                return
+            yield task(chunk, *args)
+
+
+def _with_workers(task, chunks: Iterator[list], workers: int, args) -> Iterator[list]:
     from concurrent.futures import wait
 
     from joblib.executor import get_memmapping_executor
@@ -183,16 +199,11 @@ def _here_and_in_workers(task, chunks: Iterator[list], workers: int, args) -> It
             if chunk is None:
                 wait([head])
             else:
-                pending.append(_here(task, chunk, args))
+                pending.append(task(chunk, *args))
     finally:  # stopped early (an error, a closed generator): chunks not started are not run
         for entry in pending:
             if not isinstance(entry, list):
                 entry.cancel()
-
-
-def _here(task, chunk: list, args) -> list:
-    with one_opencv_thread():
-        return task(chunk, *args)
 
 
 def in_worker(task, chunk: list, *args) -> list:
