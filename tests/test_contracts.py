@@ -174,3 +174,23 @@ def test_model_file_round_trips(name, tmp_path):
         np.testing.assert_allclose(expected.sum(axis=1), 1.0, atol=1e-6)
         np.testing.assert_array_equal(loaded.predict_proba(rows), expected)
     np.testing.assert_array_equal(loaded.predict(unseen), model.predict(unseen))
+
+
+def test_features_file_stores_values_plainly_and_files_of_the_earlier_layout_still_load(tmp_path):
+    """Float features barely compress: deflating them was most of a cached re-run's output time."""
+    import json
+    import zipfile
+
+    values, targets = synthetic_data()
+    table = FeatureTable(values.astype(np.float32), [f"f{i}" for i in range(values.shape[1])],
+                         [Sample(Path(f"s{i}.png"), str(t)) for i, t in enumerate(targets)],
+                         [f"key{i}" for i in range(len(values))], FeatureSettings(({"name": "color", "version": "x", "params": {}},)))  # fmt: skip
+    table.save(tmp_path / "now.npz")
+    with zipfile.ZipFile(tmp_path / "now.npz") as archive:
+        assert {i.filename: i.compress_type for i in archive.infolist()} == {
+            "values.npy": zipfile.ZIP_STORED, "meta.npy": zipfile.ZIP_DEFLATED}  # fmt: skip
+    np.savez_compressed(tmp_path / "before.npz", values=table.values, meta=np.array(json.dumps(table._meta())))
+    for name in ("now.npz", "before.npz"):
+        loaded = FeatureTable.load(tmp_path / name)
+        np.testing.assert_array_equal(loaded.values, table.values)
+        assert loaded.content_keys == table.content_keys and loaded.settings.to_dict() == table.settings.to_dict()

@@ -139,6 +139,8 @@ def worker_pool(n_jobs: int, **options):
 #: Work left, in seconds of this process, above which starting workers pays: about the time a worker takes to
 #: start (Python, NumPy, OpenCV, bloodcli) before its first image. Below it this process alone finishes sooner.
 WORKER_START_SECONDS = 0.5
+#: This process's work, in seconds, that its pace is judged on (a cold cache or file read makes a first chunk slow).
+PACE_SAMPLE_SECONDS = 0.025
 
 
 def map_chunks(task, chunks: Sequence[list], jobs: int, *args) -> Iterator[list]:
@@ -152,9 +154,7 @@ def map_chunks(task, chunks: Sequence[list], jobs: int, *args) -> Iterator[list]
     """
     if jobs <= 1:
         return _here_then_with_workers(task, chunks, 0, args)
-    from joblib.parallel import LokyBackend, get_active_backend
-
-    if type(get_active_backend()[0]) is not LokyBackend:
+    if _other_joblib_backend():
         import joblib
 
         parallel = worker_pool(jobs, return_as="generator")
@@ -162,11 +162,21 @@ def map_chunks(task, chunks: Sequence[list], jobs: int, *args) -> Iterator[list]
     return _here_then_with_workers(task, chunks, jobs - 1, args)
 
 
+def _other_joblib_backend() -> bool:
+    """Whether a joblib backend other than its local processes is active (without importing joblib, 0.1 s)."""
+    if "joblib" not in sys.modules:  # no backend can have been set
+        return False
+    from joblib.parallel import LokyBackend, get_active_backend
+
+    return type(get_active_backend()[0]) is not LokyBackend
+
+
 def _here_then_with_workers(task, chunks: Sequence[list], workers: int, args) -> Iterator[list]:
     with one_opencv_thread():  # for the whole run: setting OpenCV's threads per chunk costs milliseconds
         started = time.perf_counter()
         for done, chunk in enumerate(chunks):
-            if workers and done and (time.perf_counter() - started) / done * (len(chunks) - done) > WORKER_START_SECONDS:
+            elapsed = time.perf_counter() - started  # pace judged over PACE_SAMPLE_SECONDS at least: one slow chunk misleads
+            if workers and elapsed >= PACE_SAMPLE_SECONDS and elapsed / done * (len(chunks) - done) > WORKER_START_SECONDS:
                 yield from _with_workers(task, iter(chunks[done:]), workers, args)
                 return
             yield task(chunk, *args)
