@@ -1,3 +1,4 @@
+import json
 import os
 import pickle
 
@@ -103,3 +104,62 @@ def test_a_cache_entry_holding_a_pickle_runs_nothing_and_is_recomputed(tmp_path,
     again = _extract(dataset, cache, spec="color")
     assert not marker.exists() and again.n_computed == 12
     np.testing.assert_array_equal(again.values, reference.values)
+
+
+def _count_image_reads(monkeypatch) -> list:
+    from bloodcli.pipeline import file_hashes
+
+    reads = []
+    real = file_hashes.read_bytes
+    monkeypatch.setattr(file_hashes, "read_bytes", lambda path: reads.append(path) or real(path))
+    return reads
+
+
+def test_a_cached_rerun_reads_no_unchanged_image_and_a_rewritten_one_is_recomputed(tmp_path, small_dataset, monkeypatch):
+    from bloodcli.pipeline import file_hashes
+
+    monkeypatch.setattr(file_hashes, "RACY_SECONDS", 0)  # the images were copied a moment ago
+    dataset, cache = load_dataset(small_dataset), FeatureCache(tmp_path / "c")
+    first = _extract(dataset, cache)
+    reads = _count_image_reads(monkeypatch)
+    second = _extract(dataset, cache)
+    assert reads == [] and second.n_computed == 0 and second.content_keys == first.content_keys
+    np.testing.assert_array_equal(second.values, first.values)
+
+    changed, donor = sorted((small_dataset / "lymphocyte").glob("*.jpg"))[:2]
+    before = changed.stat()
+    data = bytearray(donor.read_bytes())
+    changed.write_bytes(bytes(data[: before.st_size].ljust(before.st_size, b"\0")))  # same size, other content
+    os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the old modification time
+    third = _extract(dataset, cache)
+    assert third.n_computed == 3 and [str(p) for p in reads] == [str(changed)]  # three extractors, one image read
+    index = [s.path for s in dataset.samples].index(changed)
+    assert third.content_keys[index] != first.content_keys[index]
+
+
+def test_a_file_changed_just_before_it_was_read_is_read_again_next_time(tmp_path, small_dataset, monkeypatch):
+    """Within a coarse file-system clock's tick a write may leave every time stamp as it was: such files are not trusted."""
+    dataset, cache = load_dataset(small_dataset), FeatureCache(tmp_path / "c")
+    _extract(dataset, cache, spec="color")  # every image was copied a moment ago
+    reads = _count_image_reads(monkeypatch)
+    assert _extract(dataset, cache, spec="color").n_computed == 0 and len(reads) == 12
+
+
+def test_damaged_or_foreign_hash_files_are_ignored(tmp_path, small_dataset, monkeypatch):
+    from bloodcli.pipeline import file_hashes
+
+    monkeypatch.setattr(file_hashes, "RACY_SECONDS", 0)
+    dataset, cache = load_dataset(small_dataset), FeatureCache(tmp_path / "c")
+    reference = _extract(dataset, cache, spec="color")
+    lymphocyte, neutrophil = sorted((tmp_path / "c" / file_hashes.FOLDER).glob("*.json"))
+    lymphocyte.write_bytes(b'{"format": "bloodcli-file-hashes-1", "files": [1, 2')  # torn
+    payload = json.loads(neutrophil.read_text())
+    payload["files"] = {name: [0, 0, 0, 0, "0" * 32] for name in payload["files"]}  # statuses that match no file
+    neutrophil.write_text(json.dumps(payload))
+    reads = _count_image_reads(monkeypatch)
+    again = _extract(dataset, cache, spec="color")
+    assert len(reads) == 12 and again.n_computed == 0
+    np.testing.assert_array_equal(again.values, reference.values)
+    reads = _count_image_reads(monkeypatch)
+    _extract(dataset, cache, spec="color")
+    assert reads == []  # both hash files were written whole again

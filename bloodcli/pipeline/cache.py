@@ -3,6 +3,7 @@
 Layout::
 
     CACHE_DIR/<extractor names joined by +>-<settings fingerprint>/<key[:2]>/<key>.feat
+    CACHE_DIR/.file-hashes/<folder hash>.json   (content hashes of unchanged files: bloodcli.pipeline.file_hashes)
 
 The extractors run together over an image (the per-image ones of a run, or one CNN) share one
 entry: a cached re-run reads one small file per image, and a cold run writes one. The settings
@@ -160,7 +161,7 @@ class FeatureCache:
         result: dict[str, dict[str, int]] = {}
         if self.root is None or not self.root.is_dir():
             return result
-        for namespace in sorted(p for p in self.root.iterdir() if p.is_dir()):
+        for namespace in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):  # not .file-hashes
             files = list(namespace.rglob(f"*{ENTRY_SUFFIX}"))
             result[namespace.name] = {"entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
         return result

@@ -28,8 +28,9 @@ from bloodcli.features.base import CellImage, FeatureExtractor
 from bloodcli.imaging.augmentation import Augmentation
 from bloodcli.imaging.preprocessing import MAX_SIDE, Preprocessing
 from bloodcli.io.datasets import Dataset, Sample, crop
-from bloodcli.io.images import content_hash, decode_image, read_bytes
+from bloodcli.io.images import content_hash, decode_image
 from bloodcli.pipeline.cache import FeatureCache
+from bloodcli.pipeline.file_hashes import FileHashes, file_status, read_hashed
 from bloodcli.pipeline.options import ProgressCallback
 from bloodcli.pipeline.parallel import in_order, in_worker, map_chunks, resolve_jobs
 from bloodcli.pipeline.plan import FeatureSettings
@@ -42,11 +43,11 @@ class _SampleResult:
     vectors: list[np.ndarray] | None
     computed: int = 0
     error: str | None = None
+    seen: tuple | None = None  # (status, content hash) of the file read, when a later run may trust it
 
 
-def sample_key(data: bytes, sample: Sample) -> str:
+def sample_key(digest: str, sample: Sample) -> str:
     """Cache key of a sample: the image content hash plus the crop box."""
-    digest = content_hash(data)
     return digest if sample.box is None else f"{digest}-{'_'.join(map(str, sample.box))}"
 
 
@@ -74,17 +75,24 @@ class WorkItem:
     sample: Sample
     copy: int = 0
     augmentation: Augmentation | None = None
+    known: tuple | None = None  # (status, content hash) remembered for the file (:mod:`~bloodcli.pipeline.file_hashes`)
 
-    def key(self, data: bytes) -> str:
-        """Cache key: a copy's adds the augmentation fingerprint and copy index to its sample's."""
-        key = sample_key(data, self.sample)
+    def key(self, digest: str) -> str:
+        """Cache key from the file's content hash: a copy's adds the augmentation fingerprint and copy index."""
+        key = sample_key(digest, self.sample)
         return self.augmentation.copy_key(key, self.copy) if self.copy else key
+
+    def known_key(self) -> str | None:
+        """The cache key without reading the file, when it is unchanged since its hash was remembered."""
+        if self.known is None or file_status(str(self.sample.path)) != self.known[0]:
+            return None
+        return self.key(self.known[1])
 
     def image(self, data: bytes, preprocessing: Preprocessing) -> np.ndarray:
         """The preprocessed image; a copy is augmented between cropping and preprocessing."""
         if not self.copy:
             return load_sample_image(data, self.sample, preprocessing)
-        key = sample_key(data, self.sample)
+        key = sample_key(content_hash(data), self.sample)
         return load_sample_image(data, self.sample, preprocessing, lambda image: self.augmentation.apply(image, key, self.copy))
 
 
@@ -104,12 +112,17 @@ def _process_sample(
     """
     sample = item.sample
     ends = list(itertools.accumulate(e.n_features for e in extractors))
+    split = lambda vector: [vector[start:end] for start, end in zip([0, *ends], ends)]  # noqa: E731
     try:
-        data = read_bytes(sample.path)
-        key = item.key(data)
-        cached = cache.get(namespace, key, size=ends[-1])
+        known = item.known_key()
+        cached = None if known is None else cache.get(namespace, known, size=ends[-1])
+        if cached is not None:  # the file is not even read
+            return _SampleResult(known, split(cached))
+        data, digest, status = read_hashed(sample.path)
+        key, seen = item.key(digest), None if status is None else (status, digest)
+        cached = cache.get(namespace, key, size=ends[-1]) if key != known else None
         if cached is not None:
-            return _SampleResult(key, [cached[start:end] for start, end in zip([0, *ends], ends)])
+            return _SampleResult(key, split(cached), seen=seen)
         image = item.image(data, preprocessing)
         cells: dict[int, CellImage] = {}  # one per mask version: conversions and masks computed once
         vectors = []
@@ -117,7 +130,7 @@ def _process_sample(
             cell = cells.setdefault(extractor.mask_version, CellImage(image, extractor.mask_version, preprocessing.roi))
             vectors.append(_finite(extractor.compute(cell)))
         cache.put(namespace, key, np.concatenate(vectors))
-        return _SampleResult(key, vectors, computed=len(extractors))
+        return _SampleResult(key, vectors, computed=len(extractors), seen=seen)
     except ImageReadError as exc:
         return _SampleResult(None, None, error=exc.cause if exc.path == str(sample.path) else str(exc))
 
@@ -177,11 +190,13 @@ def extract_features(
     cache = cache or FeatureCache(None)
     per_image = [e for e in extractors if not e.batched]
     batched = [e for e in extractors if e.batched]
-    items, source = _work_items(dataset.samples, augmentation)
+    hashes = FileHashes(cache.root)
+    items, source = _work_items(dataset.samples, augmentation, hashes.recall(s.path for s in dataset.samples))
     n = len(items)
     columns: dict[int, np.ndarray] = {}
     keys: list[str | None] = [None] * n
     errors: dict[int, str] = {}
+    seen: dict[str, tuple] = {}  # file -> (status, content hash) to remember
     computed = 0
 
     def record(index: int, result: _SampleResult, owners: Sequence[FeatureExtractor]) -> None:
@@ -192,6 +207,8 @@ def extract_features(
             errors.setdefault(index, result.error)
             return
         keys[index] = result.key
+        if result.seen is not None:
+            seen[str(items[index].sample.path)] = result.seen
         computed += result.computed
         for extractor, vector in zip(owners, result.vectors):
             if id(extractor) not in columns:
@@ -213,6 +230,7 @@ def extract_features(
             for index, result in batches:
                 record(index, result, [extractor])
                 advance()
+    hashes.remember(seen)
     failed = {}  # sample index -> first error of the sample or any of its copies
     for index in sorted(errors):
         failed.setdefault(source[index], errors[index])
@@ -234,10 +252,10 @@ def extract_features(
     return table
 
 
-def _work_items(samples: list[Sample], augmentation: Augmentation | None) -> tuple[list[WorkItem], np.ndarray]:
+def _work_items(samples: list[Sample], augmentation: Augmentation | None, known: dict) -> tuple[list[WorkItem], np.ndarray]:
     """Every sample, then its copies 1..k (copy-major), and the sample index of each item."""
     copies = augmentation.copies if augmentation is not None else 0
-    items = [WorkItem(s) for s in samples] + [WorkItem(s, k, augmentation) for k in range(1, copies + 1) for s in samples]
+    items = [WorkItem(s, k, augmentation if k else None, known.get(str(s.path))) for k in range(copies + 1) for s in samples]
     return items, np.tile(np.arange(len(samples)), copies + 1)
 
 
@@ -276,17 +294,18 @@ def _run_batched(items, todo, keys, extractor, preprocessing, cache, batch_size)
     def load(index: int):
         item = items[index]
         try:
-            data, key = None, keys[index]
-            if key is None:
-                data = read_bytes(item.sample.path)
-                key = item.key(data)
-            cached = cache.get(namespace, key)
+            known = keys[index] or item.known_key()
+            cached = None if known is None else cache.get(namespace, known)
             if cached is not None:
-                return index, key, cached, None, None
-            data = data if data is not None else read_bytes(item.sample.path)
-            return index, key, None, extractor.prepare(item.image(data, preprocessing)), None
+                return index, known, cached, None, None, None
+            data, digest, status = read_hashed(item.sample.path)
+            key, seen = item.key(digest), None if status is None else (status, digest)
+            cached = cache.get(namespace, key) if key != known else None
+            if cached is not None:
+                return index, key, cached, None, None, seen
+            return index, key, None, extractor.prepare(item.image(data, preprocessing)), None, seen
         except ImageReadError as exc:
-            return index, None, None, None, exc.cause
+            return index, None, None, None, exc.cause, None
 
     with ThreadPoolExecutor(max_workers=max(2, min(8, resolve_jobs(None)))) as pool:
         submit_batch = lambda batch: [pool.submit(load, index) for index in batch]  # noqa: E731
@@ -295,14 +314,14 @@ def _run_batched(items, todo, keys, extractor, preprocessing, cache, batch_size)
             to_compute = [item for item in loaded if item[3] is not None]
             if to_compute:
                 outputs = extractor.compute_batch([item[3] for item in to_compute])
-                for (index, key, _, _, _), vector in zip(to_compute, outputs):
+                for (index, key, *_), vector in zip(to_compute, outputs):
                     cache.put(namespace, key, _finite(vector))
                 fresh = {item[0]: _finite(v) for item, v in zip(to_compute, outputs)}
             else:
                 fresh = {}
-            for index, key, cached, image, error in loaded:
+            for index, key, cached, image, error, seen in loaded:
                 if error is not None:
                     yield index, _SampleResult(None, None, error=error)
                 else:
                     vector = cached if cached is not None else fresh[index]
-                    yield index, _SampleResult(key, [vector], computed=int(image is not None))
+                    yield index, _SampleResult(key, [vector], computed=int(image is not None), seen=seen)

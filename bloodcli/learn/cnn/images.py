@@ -18,7 +18,7 @@ import numpy as np
 from bloodcli.errors import ImageReadError
 from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.io.datasets import Dataset, Sample, SampleArrays
-from bloodcli.io.images import decode_image, read_bytes
+from bloodcli.io.images import content_hash, decode_image, read_bytes
 from bloodcli.learn.cnn.framing import frame
 from bloodcli.pipeline.options import ProgressCallback
 from bloodcli.pipeline.runner import load_sample_image, sample_key
@@ -53,7 +53,7 @@ def load_images(samples: list[Sample], size: int, preprocessing: Preprocessing =
             image = framed(data, sample) if framing else load_sample_image(data, sample, preprocessing)
             if image.ndim == 2:
                 image = np.repeat(image[..., None], 3, axis=2)
-            return square(image, size), sample_key(data, sample), None
+            return square(image, size), sample_key(content_hash(data), sample), None
         except ImageReadError as exc:
             if not skip_errors:
                 raise
