@@ -175,11 +175,18 @@ def _here_then_with_workers(task, chunks: Sequence[list], workers: int, args) ->
     with one_opencv_thread():  # for the whole run: setting OpenCV's threads per chunk costs milliseconds
         started = time.perf_counter()
         for done, chunk in enumerate(chunks):
-            elapsed = time.perf_counter() - started  # pace judged over PACE_SAMPLE_SECONDS at least: one slow chunk misleads
-            if workers and elapsed >= PACE_SAMPLE_SECONDS and elapsed / done * (len(chunks) - done) > WORKER_START_SECONDS:
+            if workers and _workers_pay(time.perf_counter() - started, done, len(chunks) - done):
                 yield from _with_workers(task, iter(chunks[done:]), workers, args)
                 return
             yield task(chunk, *args)
+
+
+def _workers_pay(elapsed: float, done: int, left: int) -> bool:
+    """Whether ``left`` chunks, at the pace of ``done`` in ``elapsed`` seconds, outlast a worker's start-up.
+
+    The pace is judged on :data:`PACE_SAMPLE_SECONDS` at least: one slow first chunk would mislead.
+    """
+    return done > 0 and elapsed >= PACE_SAMPLE_SECONDS and elapsed / done * left > WORKER_START_SECONDS
 
 
 def _with_workers(task, chunks: Iterator[list], workers: int, args) -> Iterator[list]:
