@@ -9,7 +9,10 @@ times every extractor without the cache on N images per class (recorded as ``col
 ``--cnn`` also fine-tunes MobileNetV2 0.35 (the shipped weights, default recipe: 128 px, framing auto) on the
 same folds, alone and fused with each feature set (written to ``compare_<name>_cnn.json``).
 
-Usage: python benchmarks/compare_real.py [pbc|bccd_wbc ...] [--models svm,logreg,rf,xgboost] [--folds 5] [--repeats 1] [--jobs 2] [--cnn]
+``--cnn-image-size`` and ``--cnn-framing`` change those two settings (the file name then says so).
+
+Usage: python benchmarks/compare_real.py [pbc|bccd_wbc ...] [--models svm,logreg,rf,xgboost] [--folds 5] [--repeats 1] [--jobs 2]
+       [--cnn [--cnn-image-size 128] [--cnn-framing auto]]
 """
 
 from __future__ import annotations
@@ -86,7 +89,16 @@ def networks(args) -> list:
         return []
     from bloodcli.learn.cnn.settings import CNNSettings
 
-    return [CNNSettings(backbone="mobilenetv2", weights=str(WEIGHTS), seed=args.seed)]
+    framing = args.cnn_framing if args.cnn_framing in ("auto", "none") else float(args.cnn_framing)
+    return [CNNSettings(backbone="mobilenetv2", weights=str(WEIGHTS), seed=args.seed, image_size=args.cnn_image_size, framing=framing)]
+
+
+def cnn_suffix(args) -> str:
+    """``_cnn`` for the default recipe; the image size and framing follow when they differ from it."""
+    if not args.cnn:
+        return ""
+    changed = (f"{args.cnn_image_size}px" if args.cnn_image_size != 128 else "") + (f"_framing_{args.cnn_framing}" if args.cnn_framing != "auto" else "")
+    return "_cnn" + (f"_{changed.strip('_')}" if changed else "")
 
 
 def run(name: str, source: Path, args, extra: dict) -> None:
@@ -95,15 +107,16 @@ def run(name: str, source: Path, args, extra: dict) -> None:
     result = api.compare(source, FEATURE_SETS, args.models, folds=args.folds, repeats=args.repeats, seed=args.seed,
                          tune=args.tune, feature_options=FEATURE_OPTIONS, options=options, networks=networks(args))  # fmt: skip
     elapsed = time.perf_counter() - start
-    paths = write_comparison_outputs(args.report_dir / name, result)
+    paths = write_comparison_outputs(args.report_dir / f"{name}{cnn_suffix(args)}", result)
     data = result.to_dict() | extra | {
         "elapsed_seconds": round(elapsed, 1), "jobs": args.jobs, "machine": f"{platform.machine()}, shared CPU cores",
         "command": f"python benchmarks/compare_real.py {name} --models {args.models} --folds {args.folds} --repeats {args.repeats}"
-                   + (" --tune" if args.tune else "") + (" --cnn" if args.cnn else ""),
+                   + (" --tune" if args.tune else "") + (" --cnn" if args.cnn else "")
+                   + (f" --cnn-image-size {args.cnn_image_size} --cnn-framing {args.cnn_framing}" if cnn_suffix(args) not in ("", "_cnn") else ""),
     }  # fmt: skip
     if args.cold:
         data["cold_extraction"] = cold_extraction(source, args.cold, args.jobs)
-    out = ROOT / "benchmarks" / "results" / f"compare_{name}{'_cnn' if args.cnn else ''}.json"
+    out = ROOT / "benchmarks" / "results" / f"compare_{name}{cnn_suffix(args)}.json"
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(data["sentence"], flush=True)
     print(f"wrote {out} and {paths[2]} ({elapsed:.0f} s)", flush=True)
@@ -120,6 +133,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cold", type=int, default=10, help="images per class for cache-less timing (0 = skip)")
     parser.add_argument("--cnn", action="store_true", help="also fine-tune MobileNetV2 0.35 on the same folds")
+    parser.add_argument("--cnn-image-size", type=int, default=128, help="network input side (the recipe's default: 128)")
+    parser.add_argument("--cnn-framing", default="auto", help="auto, none or a number of red-cell diameters")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/bc-cache"))
     parser.add_argument("--report-dir", type=Path, default=Path("/tmp/compare_real"))
     args = parser.parse_args()

@@ -162,6 +162,22 @@ def map_chunks(task, chunks: Sequence[list], jobs: int, *args) -> Iterator[list]
     return _here_then_with_workers(task, chunks, jobs - 1, args)
 
 
+def start_workers(jobs: int) -> None:
+    """Start the ``jobs - 1`` workers of :func:`map_chunks` now, with bloodcli's extractors imported in them."""
+    if jobs > 1 and not _other_joblib_backend():
+        from joblib.executor import get_memmapping_executor
+
+        executor = get_memmapping_executor(jobs - 1, initializer=die_with_parent)
+        for future in [executor.submit(_import_extractors) for _ in range(jobs - 1)]:
+            future.result()
+
+
+def _import_extractors() -> None:
+    from bloodcli.features import extractor_kind
+
+    extractor_kind("glcm")
+
+
 def _other_joblib_backend() -> bool:
     """Whether a joblib backend other than its local processes is active (without importing joblib, 0.1 s)."""
     if "joblib" not in sys.modules:  # no backend can have been set
@@ -194,7 +210,7 @@ def _with_workers(task, chunks: Iterator[list], workers: int, args) -> Iterator[
 
     from joblib.executor import get_memmapping_executor
 
-    executor = get_memmapping_executor(workers, initializer=die_with_parent)  # joblib's pool, which its backends reuse
+    executor = get_memmapping_executor(workers, initializer=die_with_parent)  # joblib's pool (and start_workers')
     pending: deque = deque()  # per chunk, in order: its future, or its results when computed here
     sent = 0  # futures in ``pending``
     try:

@@ -22,6 +22,7 @@ from bloodcli.pipeline.featurize import (
     with_refit,
 )
 from bloodcli.pipeline.options import ExecutionOptions
+from bloodcli.pipeline.parallel import start_workers
 from bloodcli.pipeline.plan import FeatureSettings, Plan
 from bloodcli.pipeline.table import AugmentedRows, FeatureTable
 
@@ -67,7 +68,7 @@ def extract_union(source, plan: Plan, options: ExecutionOptions) -> tuple[Featur
             raise UsageError(f"--augment needs images, but {source} is a features file")
         return _from_features_file(source, plan.names)
     dataset = load_source(source, options)
-    _start_workers(min(options.workers, len(dataset)))
+    start_workers(min(options.workers, len(dataset)))  # so the first extractor timed doesn't pay for their start-up
     preprocessing = fitted_preprocessing(dataset, plan)  # once for every extractor
     tables, timings = [], []
     for extractor in plan.extractors:
@@ -95,14 +96,6 @@ def spans_of(settings: FeatureSettings) -> dict[str, slice]:
 def columns_of(spans: dict[str, slice], names: Sequence[str]) -> np.ndarray:
     """Column indices of the extractors ``names``, in that order."""
     return np.concatenate([np.arange(spans[n].start, spans[n].stop) for n in names])
-
-
-def _start_workers(workers: int) -> None:
-    """Start (and import bloodcli in) the reusable worker processes, so the first extractor timed doesn't pay for it."""
-    if workers > 1:
-        import joblib
-
-        joblib.Parallel(n_jobs=workers)(joblib.delayed(extractor_kind)("glcm") for _ in range(workers))
 
 
 def _join(tables: list[FeatureTable]) -> tuple[FeatureTable, dict[str, slice]]:
