@@ -108,7 +108,8 @@ def _process_sample(
     """Worker: features of one sample (or copy) for the per-image extractors, through the cache.
 
     The extractors' vectors are cached together, one entry per image (one file read or written,
-    not one per extractor); ``namespace`` is computed once per run rather than per image.
+    not one per extractor); ``namespace`` is computed once per run rather than per image. An image
+    unchanged since its content hash was remembered is not read at all when its entry exists.
     """
     sample = item.sample
     ends = list(itertools.accumulate(e.n_features for e in extractors))
