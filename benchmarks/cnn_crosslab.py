@@ -15,6 +15,7 @@ The same network is then scored on shifted copies of the BCCD test set, none of 
 saw: smears rescaled 0.5x and 2x (boxes scaled alike) and HED stain-jittered (strength 0.05, seeded).
 
 Usage: python benchmarks/cnn_crosslab.py [--image-size 128] [--epochs N] [--framing auto|none|N] [--cell-frame F]
+(a non-default image size, framing or cell frame is named in the output file)
 (writes benchmarks/results/cnn_crosslab*.json)
 """
 
@@ -102,6 +103,7 @@ def main() -> None:
         "shifted_test_balanced_accuracy": shifted, "training_cost": run.model.provenance["training_cost"], "wall_seconds": round(time.perf_counter() - start, 1),
     }  # fmt: skip
     suffix = ("" if args.cell_frame is None else f"_frame{args.cell_frame:g}") + ("" if args.framing == "auto" else f"_framing_{args.framing}")
+    suffix += "" if args.image_size == CNNSettings.image_size else f"_{args.image_size}px"
     out = ROOT / "benchmarks" / "results" / f"cnn_crosslab{suffix}.json"
     out.write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))

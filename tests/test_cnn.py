@@ -247,6 +247,8 @@ def test_compare_scores_fine_tuned_and_fused_networks_on_the_same_folds(monkeypa
     # Costs as the report shows them: the fused pair extracted the classical set's features, the network none.
     assert fused["timing"]["extract_ms_per_sample"] == classical["timing"]["extract_ms_per_sample"] is not None
     assert (extraction_cost(network), extraction_cost(fused)) == ("in training", extraction_cost(classical))
+    # The protocol names the recipe the network's scores came from (its input size and framing).
+    assert f"mobilenetv2 alpha 0.35 at {TINY['image_size']} px" in data["protocol"], data["protocol"]
 
 
 def _samples(result):

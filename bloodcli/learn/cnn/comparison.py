@@ -17,7 +17,7 @@ from bloodcli.features import feature_set_kind
 from bloodcli.imaging.preprocessing import Preprocessing
 from bloodcli.io.datasets import Dataset
 from bloodcli.learn.classifiers import fit_classifier
-from bloodcli.learn.cnn.evaluation import pooled_result, validate_network
+from bloodcli.learn.cnn.evaluation import pooled_result, training_note, validate_network
 from bloodcli.learn.cnn.images import ImageSet
 from bloodcli.learn.cnn.settings import CNNSettings
 from bloodcli.learn.cnn.training import embed
@@ -87,4 +87,5 @@ def add_networks(result, table, spans: dict, sets: list[list[str]], models: list
         if len(data) != n:
             raise DatasetError(f"{n - len(data)} image(s) could be featurized but not read for the network: {data.failures[:1]}")
         result.configs.extend(network_configs(data, result.splits, settings, fused, models, result.seed, on_epoch, extraction))
+        result.notes += f"; {training_note(settings)}"  # the report names the recipe its scores came from
     result.comparison = classical_vs_deep(result, test_train_ratio(result.splits))

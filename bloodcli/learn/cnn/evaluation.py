@@ -68,7 +68,7 @@ def cross_validate_network(data: ImageSet, settings: CNNSettings, folds: int = 5
     groups = data.groups
     splits = make_folds(data.labels, groups, folds, seed)
     kind = "stratified group" if groups is not None else "stratified"
-    return validate_network(data, splits, settings, f"{folds}-fold {kind} cross-validation; {_training_note(settings)}", on_epoch)
+    return validate_network(data, splits, settings, f"{folds}-fold {kind} cross-validation; {training_note(settings)}", on_epoch)
 
 
 def holdout_network(data: ImageSet, settings: CNNSettings, test_size: float = 0.25, seed: int = 0,
@@ -77,11 +77,12 @@ def holdout_network(data: ImageSet, settings: CNNSettings, test_size: float = 0.
     groups = data.groups
     split = holdout_split(data.labels, groups, test_size, seed)
     kind = "group-aware " if groups is not None else ""
-    protocol = f"{kind}stratified hold-out ({len(split[1])} test samples); {_training_note(settings)}"
+    protocol = f"{kind}stratified hold-out ({len(split[1])} test samples); {training_note(settings)}"
     return validate_network(data, [split], settings, protocol, on_epoch)
 
 
-def _training_note(settings: CNNSettings) -> str:
+def training_note(settings: CNNSettings) -> str:
+    """How a network is fine-tuned, for a protocol line: backbone, input, framing, augmentation."""
     augmentation = settings.augmentation
     augmented = f"augmented on the fly ({augmentation.describe().split('(', 1)[1]}" if augmentation.enabled else "no augmentation"
-    return f"{settings.describe()} fine-tuned on each training part only, {augmented}"
+    return f"{settings.describe()}, trained on each training part only, {augmented}"

@@ -140,4 +140,5 @@ class CNNSettings:
     def describe(self) -> str:
         alpha = f" alpha {self.alpha}" if BACKBONES[self.backbone].has_alpha else ""
         framed = f", framed to {self.framing_ratio:g} red-cell diameters" if self.framing_ratio else ""
+        framed = ", images unframed" if self.framing == "none" else framed
         return f"fine-tuned {self.backbone}{alpha} at {self.image_size} px{framed}"
