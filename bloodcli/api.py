@@ -126,8 +126,6 @@ def training_data(source, models: str | Sequence[str] = "svm", *, folds: int | N
     return dataset
 
 
-
-
 def train_cnn(source, settings=None, preprocessing: Preprocessing = Preprocessing(), *, cv: int | None = None,
               test_size: float | None = None, options: ExecutionOptions | None = None, on_epoch=None):  # fmt: skip
     """Fine-tune a CNN (:class:`~bloodcli.learn.cnn.settings.CNNSettings`) on a labelled dataset's images.

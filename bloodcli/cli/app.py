@@ -25,6 +25,7 @@ from bloodcli.cli.output import Output, begin, output, route_library_logs
 from bloodcli.errors import BloodcliError, InputDataError, OutputWriteError
 from bloodcli.io.files import STORAGE_ERRORS
 
+
 def lazy_module(name: str) -> ModuleType:
     """Module ``name``, executed on its first attribute access.
 

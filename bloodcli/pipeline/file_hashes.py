@@ -63,39 +63,35 @@ class FileHashes:
 
     def __init__(self, root: Path | None):
         self.folder = None if root is None else os.path.join(root, FOLDER)
+        self._loaded: dict[str, dict[str, tuple[Status, str]]] = {}  # image folder -> its hashes, read once
 
     def recall(self, paths) -> dict[str, tuple[Status, str]]:
         """``{path: (status, hash)}`` remembered for those of ``paths`` (as given) seen before."""
         if self.folder is None:
             return {}
-        by_folder = defaultdict(list)
-        for path in map(str, paths):
-            by_folder[os.path.dirname(os.path.abspath(path))].append(path)
         known = {}
-        for folder, members in by_folder.items():
-            remembered = self._read(folder)
-            for path in members:
-                entry = remembered.get(os.path.basename(path))
-                if entry is not None:
-                    known[path] = entry
+        for folder, members in _by_folder(paths).items():
+            remembered = self._remembered(folder)
+            known.update({path: remembered[name] for name, path in members.items() if name in remembered})
         return known
 
     def remember(self, seen: dict[str, tuple[Status, str]]) -> None:
         """Add ``{path: (status, hash)}`` to the remembered hashes (a cache that cannot be written is skipped)."""
         if self.folder is None or not seen:
             return
-        by_folder = defaultdict(dict)
-        for path, entry in seen.items():
-            absolute = os.path.abspath(path)
-            by_folder[os.path.dirname(absolute)][os.path.basename(absolute)] = entry
-        for folder, entries in by_folder.items():
-            merged = self._read(folder) | entries
+        for folder, members in _by_folder(seen).items():
+            merged = self._loaded[folder] = self._remembered(folder) | {name: seen[path] for name, path in members.items()}
             text = json.dumps({"format": FORMAT, "folder": folder, "files": {n: [*s, h] for n, (s, h) in merged.items()}})
             with contextlib.suppress(OSError, OutputWriteError):  # the feature cache already warns about its folder
                 replace_private_file(self._file(folder), text.encode())
 
     def _file(self, folder: str) -> str:
         return os.path.join(self.folder, hashlib.blake2b(folder.encode(errors="surrogateescape"), digest_size=16).hexdigest() + ".json")
+
+    def _remembered(self, folder: str) -> dict[str, tuple[Status, str]]:
+        if folder not in self._loaded:
+            self._loaded[folder] = self._read(folder)
+        return self._loaded[folder]
 
     def _read(self, folder: str) -> dict[str, tuple[Status, str]]:
         try:
@@ -107,6 +103,15 @@ class FileHashes:
             return {name: _entry(value) for name, value in data["files"].items() if _valid(name, value)}
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return {}
+
+
+def _by_folder(paths) -> dict[str, dict[str, str]]:
+    """``{absolute folder: {file name: path as given}}`` of ``paths``."""
+    grouped = defaultdict(dict)
+    for path in map(str, paths):
+        folder, name = os.path.split(os.path.abspath(path))
+        grouped[folder][name] = path
+    return grouped
 
 
 def _valid(name, value) -> bool:
