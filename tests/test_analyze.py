@@ -143,7 +143,7 @@ def test_white_cells_are_framed_like_the_training_crops_and_never_mirrored():
 
 def test_review_report_renders_the_gallery_and_chart_in_a_headless_browser(model_path, tmp_path):
     write_image(tmp_path / "in" / "synthetic.png", synthetic_smear())
-    data = _analyze(model_path, tmp_path / "out", SMEARS, tmp_path / "in", extra=["--min-confidence", "0.86"])
+    data = _analyze(model_path, tmp_path / "out", SMEARS, tmp_path / "in", extra=["--min-confidence", "0.999"])  # every cell is flagged
     report = tmp_path / "out" / "report.html"
     text = report.read_text()
     n_cells, n_smears = data["batch"]["n_classified"], data["batch"]["n_smears"]

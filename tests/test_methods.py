@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from bloodcli.cli import app
 from bloodcli.errors import ModelFileError
-from bloodcli.features import CellImage, build_extractors
+from bloodcli.features import CellImage, build_extractors, extractors_from_specs
 from bloodcli.features.gabor import gabor_magnitude
 from bloodcli.features.lbp import lbp_histogram
 from bloodcli.io.images import read_image
@@ -48,11 +48,21 @@ def test_gabor_magnitude_matches_scikit_image(wavelength, angle):
     np.testing.assert_allclose(gabor_magnitude(gray, wavelength, angle), np.hypot(real, imaginary), rtol=1e-4, atol=1e-2)
 
 
-def test_golden_lbp_and_gabor_values_on_a_real_sample():
-    cell = CellImage(read_image(NEUTROPHIL))
-    values = {n: float(v) for e in build_extractors("lbp,gabor") for n, v in zip(e.feature_names(), e.compute(cell))}
+@pytest.mark.parametrize(
+    "version, expected",
+    [
+        (None, {"lbp_r1_p8_u0": 0.032359, "lbp_r2_p16_u17": 0.252489, "gabor_l4_o0_mean": 1.929794, "gabor_l16_o90_std": 3.057276}),
+        ("1", {"lbp_r1_p8_u0": 0.029103, "lbp_r2_p16_u17": 0.228343, "gabor_l4_o0_mean": 1.892582, "gabor_l16_o90_std": 2.968864}),
+    ],
+    ids=["current", "v1"],
+)
+def test_golden_lbp_and_gabor_values_on_a_real_sample(version, expected):
+    extractors = build_extractors("lbp,gabor")
+    if version is not None:  # earlier model files' version: the masks it was measured on
+        extractors = extractors_from_specs([dict(e.spec(), version=version) for e in extractors])
+    cell = CellImage(read_image(NEUTROPHIL), extractors[0].mask_version)
+    values = {n: float(v) for e in extractors for n, v in zip(e.feature_names(), e.compute(cell))}
     assert len(values) == 10 + 18 + 26 + 24
-    expected = {"lbp_r1_p8_u0": 0.029103, "lbp_r2_p16_u17": 0.228343, "gabor_l4_o0_mean": 1.892582, "gabor_l16_o90_std": 2.968864}
     for name, value in expected.items():
         assert values[name] == pytest.approx(value, rel=1e-4), name
     assert abs(sum(v for n, v in values.items() if n.startswith("lbp_r1_")) - 1) < 1e-5  # a histogram

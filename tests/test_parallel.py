@@ -1,10 +1,13 @@
 """Local parallelism: ``--jobs N`` is this process and N - 1 worker processes, results in input order."""
 
 import os
+import sys
 import time
+import types
 
 import pytest
 
+from bloodcli.pipeline import parallel
 from bloodcli.pipeline.parallel import map_chunks
 
 
@@ -23,7 +26,9 @@ def fail_in_a_worker(chunk: list, caller: int) -> list:
 CHUNKS = [[i, i + 1] for i in range(0, 40, 2)]
 
 
-def test_two_jobs_are_this_process_and_one_worker_with_results_in_order():
+@pytest.mark.parametrize("forked", [True, False], ids=["forked worker", "fresh interpreter"])
+def test_two_jobs_are_this_process_and_one_worker_with_results_in_order(forked, monkeypatch):
+    monkeypatch.setattr(parallel, "_can_fork", lambda: forked)
     results = [pair for chunk in map_chunks(pid_of_each, CHUNKS, 2, 100, 0.05) for pair in chunk]  # 1 s of work
     assert [item for item, _ in results] == list(range(100, 140))
     processes = {pid for _, pid in results}
@@ -41,3 +46,10 @@ def test_an_error_in_a_worker_stops_the_run_and_the_pool_serves_the_next_call():
         list(map_chunks(fail_in_a_worker, CHUNKS, 2, os.getpid()))
     results = [item for chunk in map_chunks(pid_of_each, CHUNKS, 2, 0, 0.05) for item, _ in chunk]
     assert results == list(range(40))
+
+
+def test_workers_are_forked_on_linux_unless_tensorflow_is_loaded(monkeypatch):
+    """TensorFlow's thread pools do not survive a fork: a process that loaded it starts fresh interpreters."""
+    assert parallel._can_fork() == sys.platform.startswith("linux")
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    assert not parallel._can_fork()

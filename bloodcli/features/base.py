@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from bloodcli.errors import UsageError
-from bloodcli.imaging.cell_mask import segment_single_cell, segment_single_cell_v1
+from bloodcli.imaging.cell_mask import MASK_VERSION, SINGLE_CELL_MASKS
 from bloodcli.imaging.stain import hematoxylin_channel
 from bloodcli.settings import parse_like
 
@@ -35,7 +35,7 @@ class CellImage:
     rgb : ndarray of uint8, shape (H, W, 3)
     """
 
-    def __init__(self, rgb: np.ndarray, mask_version: int = 2, roi: str = "cell"):
+    def __init__(self, rgb: np.ndarray, mask_version: int = MASK_VERSION, roi: str = "cell"):
         self.rgb = rgb
         self.mask_version = mask_version
         self.roi = roi  # "image": the whole image is the region measured (inputs that are not single cells)
@@ -45,16 +45,10 @@ class CellImage:
         return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY)
 
     @cached_property
-    def hsv(self) -> np.ndarray:
-        """HSV with OpenCV ranges: H in [0, 180), S and V in [0, 255]."""
-        return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2HSV)
-
-    @cached_property
     def masks(self) -> tuple[np.ndarray, np.ndarray]:
         if self.roi == "image":
             return np.ones(self.rgb.shape[:2], bool), np.zeros(self.rgb.shape[:2], bool)
-        segment = segment_single_cell if self.mask_version >= 2 else segment_single_cell_v1
-        return segment(self.rgb, self.hsv[..., 1])
+        return SINGLE_CELL_MASKS[self.mask_version](self.rgb)
 
     @property
     def cell_mask(self) -> np.ndarray:
@@ -90,7 +84,8 @@ class CellImage:
 
     @cached_property
     def box_hsv(self) -> np.ndarray:
-        return self.hsv[self.box]
+        """HSV of the cell's box with OpenCV ranges: H in [0, 180), S and V in [0, 255]."""
+        return cv2.cvtColor(self.box_rgb, cv2.COLOR_RGB2HSV)
 
     @cached_property
     def box_lab(self) -> np.ndarray:
@@ -185,7 +180,7 @@ class FeatureExtractor:
     @property
     def mask_version(self) -> int:
         """Version of the single-cell masks this extractor's version is computed on."""
-        return self.mask_versions.get(self.version, 2)
+        return self.mask_versions.get(self.version, MASK_VERSION)
 
     def compute_batch(self, images: list[np.ndarray]) -> np.ndarray:
         return np.stack([self.compute(CellImage(image, self.mask_version)) for image in images])

@@ -1,8 +1,8 @@
 """Colour statistics and histograms of the cell, its nucleus and its cytoplasm.
 
 Every channel is 8-bit, so all statistics, region means included, come from 256-bin histograms
-of the nucleus and the cytoplasm per channel, counted by OpenCV under the masks: no sorting, no
-float copies of the image.
+of the nucleus and the cytoplasm per channel, counted by OpenCV: no sorting, no float copies of
+the image.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ class ColorExtractor(FeatureExtractor):
     """
 
     name = "color"
-    version = "3"  # 3: single-cell masks reach the whole cytoplasm (convex hull)
-    mask_versions = {"2": 1}  # version 2 (first masks) is still reproduced for earlier model files
+    version = "4"  # 3: single-cell masks reach the whole cytoplasm (convex hull); 4: masks found coarse to fine
+    mask_versions = {"2": 1, "3": 2}  # earlier versions' masks, still reproduced for earlier model files
     description = "RGB/HSV/Lab statistics of cell, nucleus and cytoplasm; hue/saturation/chroma histograms"
     defaults = {"bins": 16}
 
@@ -57,9 +57,7 @@ class ColorExtractor(FeatureExtractor):
         return names
 
     def compute(self, cell: CellImage) -> np.ndarray:
-        images = (cell.box_rgb, cell.box_hsv, cell.box_lab)
-        nucleus = masked_histograms(images, cell.box_nucleus_mask)
-        cytoplasm = masked_histograms(images, cell.box_cell_mask & ~cell.box_nucleus_mask)
+        nucleus, cytoplasm = region_histograms((cell.box_rgb, cell.box_hsv, cell.box_lab), cell.box_cell_mask, cell.box_nucleus_mask)
         whole = nucleus + cytoplasm  # the nucleus mask lies inside the cell mask
         stats = histogram_statistics(whole)
         nucleus_mean = _histogram_mean(nucleus, stats[:, 0])
@@ -75,10 +73,15 @@ class ColorExtractor(FeatureExtractor):
         return merged / max(histogram.sum(), 1)
 
 
-def masked_histograms(images, mask: np.ndarray) -> np.ndarray:
-    """256-bin histograms of every channel of 3-channel ``uint8`` images over ``mask``, shape ``(3 * len(images), 256)``."""
-    mask = mask.view(np.uint8)
-    return np.stack([cv2.calcHist([image], [c], mask, [256], [0, 256]).ravel() for image in images for c in range(3)]).astype(np.float64)
+def region_histograms(images, cell: np.ndarray, nucleus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """256-bin histograms of every channel of 3-channel ``uint8`` images over the nucleus and over the rest of the cell.
+
+    One 2-D histogram per channel against a region image (0 outside, 1 cytoplasm, 2 nucleus) counts
+    both regions in one pass. ``nucleus`` must lie inside ``cell``. Each result has shape ``(3 * len(images), 256)``.
+    """
+    regions = cell.view(np.uint8) + nucleus.view(np.uint8)
+    counts = np.stack([cv2.calcHist([regions, image], [0, 1 + c], None, [3, 256], [0, 3, 0, 256]) for image in images for c in range(3)])
+    return counts[:, 2].astype(np.float64), counts[:, 1].astype(np.float64)
 
 
 def _histogram_mean(histograms: np.ndarray, fallback: np.ndarray) -> np.ndarray:

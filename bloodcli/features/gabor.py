@@ -38,7 +38,8 @@ class GaborExtractor(FeatureExtractor):
     """Mean and spread of Gabor energy inside the cell for each wavelength and orientation."""
 
     name = "gabor"
-    version = "1"
+    version = "2"  # 2: single-cell masks found coarse to fine
+    mask_versions = {"1": 2}  # version 1's masks, still reproduced for earlier model files
     description = "Gabor texture: mean and std of filter-bank energy inside the cell (3 wavelengths x 4 orientations)"
     defaults = {"wavelengths": [4.0, 8.0, 16.0], "angles": [0, 45, 90, 135], "channel": "gray"}
 

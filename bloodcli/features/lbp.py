@@ -27,7 +27,8 @@ class LBPExtractor(FeatureExtractor):
     """Uniform LBP histograms of the grey (or haematoxylin) image inside the cell, one per (radius, points)."""
 
     name = "lbp"
-    version = "1"
+    version = "2"  # 2: single-cell masks found coarse to fine
+    mask_versions = {"1": 2}  # version 1's masks, still reproduced for earlier model files
     description = "local binary patterns: uniform LBP histograms inside the cell at radii 1, 2, 3"
     defaults = {"radii": [1, 2, 3], "points": [8, 16, 24], "channel": "gray"}
 

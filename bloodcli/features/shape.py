@@ -25,9 +25,9 @@ def count_lobes(nucleus: np.ndarray, min_fraction: float = 0.05) -> int:
     return int((np.bincount(labels.ravel(), minlength=count)[1:] >= min_fraction * total).sum())
 
 
-def hu_moments(mask: np.ndarray) -> np.ndarray:
-    """Log-scaled Hu moment invariants of a binary mask (translation/scale/rotation invariant)."""
-    hu = cv2.HuMoments(cv2.moments(mask.astype(np.uint8), binaryImage=True)).ravel()
+def hu_moments(moments: dict) -> np.ndarray:
+    """Log-scaled Hu moment invariants of a mask's moments (translation/scale/rotation invariant)."""
+    hu = cv2.HuMoments(moments).ravel()
     return -np.sign(hu) * np.log10(np.abs(hu) + 1e-30) * (np.abs(hu) > 1e-30)
 
 
@@ -35,8 +35,8 @@ class ShapeExtractor(FeatureExtractor):
     """Morphology of the cell mask (Otsu on saturation) and of the nucleus inside it."""
 
     name = "shape"
-    version = "3"  # 3: single-cell masks reach the whole cytoplasm (convex hull)
-    mask_versions = {"2": 1}  # version 2 (first masks) is still reproduced for earlier model files
+    version = "4"  # 3: single-cell masks reach the whole cytoplasm (convex hull); 4: masks found coarse to fine
+    mask_versions = {"2": 1, "3": 2}  # earlier versions' masks, still reproduced for earlier model files
     description = "cell and nucleus shape: area, perimeter, eccentricity, circularity, solidity, lobes, Hu moments"
     defaults = {"hu_moments": True}
 
@@ -49,11 +49,12 @@ class ShapeExtractor(FeatureExtractor):
 
     def compute(self, cell: CellImage) -> np.ndarray:
         cell_mask = cell.cell_mask[cell.box]  # empty when no cell was found: all shape values 0
-        cell_shape = region_shape(cell_mask)
+        moments = cv2.moments(cell_mask.view(np.uint8), binaryImage=True)
+        cell_shape = region_shape(cell_mask, moments)
         nucleus = cell.box_nucleus_mask & cell_mask
         nucleus_shape = region_shape(nucleus)  # all lobes together: lobed nuclei have low solidity
         cell_area = cell_shape["area"]
-        nucleus_area = float(nucleus.sum())
+        nucleus_area = nucleus_shape["area"]
         values = [cell_shape[p] for p in REGION_PROPERTIES]
         values += [
             nucleus_area / cell_area if cell_area else 0.0,
@@ -65,5 +66,5 @@ class ShapeExtractor(FeatureExtractor):
         ]
         features = np.asarray(values, dtype=np.float64)
         if self.params["hu_moments"]:
-            features = np.concatenate([features, hu_moments(cell_mask)])
+            features = np.concatenate([features, hu_moments(moments)])
         return features.astype(np.float32)

@@ -7,6 +7,9 @@ a mask the matrices equal :func:`skimage.feature.graycomatrix` (checked in the t
 
 from __future__ import annotations
 
+import functools
+
+import cv2
 import numpy as np
 
 from bloodcli.errors import UsageError
@@ -16,13 +19,15 @@ from bloodcli.imaging.stain import hematoxylin_channel
 GLCM_PROPERTIES = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM", "entropy")
 
 
-def glcm_offsets(distances, angles_degrees) -> list[tuple[int, int]]:
+def glcm_offsets(distances, angles_degrees) -> tuple[tuple[int, int], ...]:
     """(row, column) offsets in scikit-image's convention (row offset = round(sin(angle) * d))."""
-    offsets = []
-    for distance in distances:
-        for angle in np.deg2rad(angles_degrees):
-            offsets.append((int(round(np.sin(angle) * distance)), int(round(np.cos(angle) * distance))))
-    return offsets
+    return _offsets(tuple(distances), tuple(angles_degrees))
+
+
+@functools.cache
+def _offsets(distances: tuple, angles_degrees: tuple) -> tuple[tuple[int, int], ...]:
+    angles = np.deg2rad(angles_degrees)
+    return tuple((int(round(np.sin(a) * d)), int(round(np.cos(a) * d))) for d in distances for a in angles)
 
 
 def glcm(
@@ -49,17 +54,14 @@ def glcm(
     image = np.asarray(image)
     if mask is not None:  # pixels outside the mask become an extra grey level, whose pairs are dropped: no pair masks
         image = np.where(mask, image, levels)
-    image = image.astype(np.uint16 if size * size <= 1 << 16 else np.intp)  # pair codes < size**2: 2-byte arithmetic
+    count = _pair_counts_8bit if size <= 256 else _pair_counts
     rows, cols = image.shape
     out = np.zeros((levels, levels, len(offsets)), dtype=np.float64)
     for k, (drow, dcol) in enumerate(offsets):
         r0, r1 = max(0, -drow), rows - max(0, drow)
         c0, c1 = max(0, -dcol), cols - max(0, dcol)
-        if r1 <= r0 or c1 <= c0:
-            continue
-        pairs = image[r0:r1, c0:c1] * size + image[r0 + drow : r1 + drow, c0 + dcol : c1 + dcol]
-        counts = np.bincount(pairs.ravel(), minlength=size * size).reshape(size, size)
-        out[:, :, k] = counts[:levels, :levels]
+        if r1 > r0 and c1 > c0:
+            out[:, :, k] = count(image[r0:r1, c0:c1], image[r0 + drow : r1 + drow, c0 + dcol : c1 + dcol], size)[:levels, :levels]
     if symmetric:
         out = out + out.transpose(1, 0, 2)
     if normed:
@@ -68,29 +70,32 @@ def glcm(
     return out
 
 
+def _pair_counts_8bit(first: np.ndarray, second: np.ndarray, size: int) -> np.ndarray:
+    """Counts of (first, second) level pairs: one OpenCV 2-D histogram of the two views, no pair codes."""
+    channels = [np.asarray(first, np.uint8), np.asarray(second, np.uint8)]
+    return cv2.calcHist(channels, [0, 1], None, [size, size], [0, size, 0, size])
+
+
+def _pair_counts(first: np.ndarray, second: np.ndarray, size: int) -> np.ndarray:
+    codes = first.astype(np.intp) * size + second
+    return np.bincount(codes.ravel(), minlength=size * size).reshape(size, size)
+
+
 def glcm_properties(matrices: np.ndarray) -> dict[str, np.ndarray]:
     """Haralick properties of normalised GLCMs (one value per matrix), as in ``graycoprops``.
 
-    Sums over the matrices are matrix products with the level weights and the marginals (one BLAS
-    call each), not elementwise passes over ``levels x levels x matrices`` arrays per property.
+    Every property but ASM and entropy is a weighted sum over the matrix entries: one matrix
+    product of the level weights with all the matrices, not a pass over them per property.
     """
     levels, count = matrices.shape[0], matrices.shape[2]
     flat = matrices.reshape(levels * levels, count)
-    i, j = np.divmod(np.arange(levels * levels, dtype=np.float64), levels)
-    diff2 = (i - j) ** 2
-    contrast, dissimilarity, homogeneity = np.stack([diff2, np.sqrt(diff2), 1.0 / (1.0 + diff2)]) @ flat
-    asm = (flat * flat).sum(axis=0)
-    levels_axis = np.arange(levels, dtype=np.float64)
-    row_marginal, column_marginal = matrices.sum(axis=1), matrices.sum(axis=0)  # (levels, count)
-    mean_i, mean_j = levels_axis @ row_marginal, levels_axis @ column_marginal
-    centred_i, centred_j = levels_axis[:, None] - mean_i, levels_axis[:, None] - mean_j  # (levels, count)
-    std_i = np.sqrt((centred_i**2 * row_marginal).sum(axis=0))
-    std_j = np.sqrt((centred_j**2 * column_marginal).sum(axis=0))
-    by_matrix = np.moveaxis(matrices, 2, 0)  # (count, levels, levels)
-    covariance = (centred_i.T[:, None, :] @ by_matrix @ centred_j.T[:, :, None]).ravel()
-    flat_texture = std_i * std_j < 1e-15
+    contrast, dissimilarity, homogeneity, mean_i, mean_j, square_i, square_j, product = _moment_weights(levels) @ flat
+    variance_i, variance_j = np.maximum(square_i - mean_i**2, 0.0), np.maximum(square_j - mean_j**2, 0.0)
+    std_i, std_j = np.sqrt(variance_i), np.sqrt(variance_j)
+    flat_texture = std_i * std_j < 1e-10  # a constant region, up to the rounding of the sums above
     with np.errstate(divide="ignore", invalid="ignore"):
-        correlation = np.where(flat_texture, 1.0, covariance / np.where(flat_texture, 1.0, std_i * std_j))
+        correlation = np.where(flat_texture, 1.0, (product - mean_i * mean_j) / np.where(flat_texture, 1.0, std_i * std_j))
+    asm = np.einsum("ij,ij->j", flat, flat)
     log_p = np.log(flat, out=np.zeros_like(flat), where=flat > 0)
     return {
         "contrast": contrast,
@@ -99,16 +104,24 @@ def glcm_properties(matrices: np.ndarray) -> dict[str, np.ndarray]:
         "energy": np.sqrt(asm),
         "correlation": correlation,
         "ASM": asm,
-        "entropy": -(flat * log_p).sum(axis=0),
+        "entropy": -np.einsum("ij,ij->j", flat, log_p),
     }
+
+
+@functools.cache
+def _moment_weights(levels: int) -> np.ndarray:
+    """Per-entry weights of the linear properties: contrast, dissimilarity, homogeneity, E[i], E[j], E[i²], E[j²], E[ij]."""
+    i, j = np.divmod(np.arange(levels * levels, dtype=np.float64), levels)
+    diff2 = (i - j) ** 2
+    return np.stack([diff2, np.sqrt(diff2), 1.0 / (1.0 + diff2), i, j, i * i, j * j, i * j])
 
 
 class GLCMExtractor(FeatureExtractor):
     """Haralick texture of the grey image inside the cell: mean and range over angles per distance."""
 
     name = "glcm"
-    version = "3"  # 3: single-cell masks reach the whole cytoplasm (convex hull)
-    mask_versions = {"2": 1}  # version 2 (first masks) is still reproduced for earlier model files
+    version = "4"  # 3: single-cell masks reach the whole cytoplasm (convex hull); 4: masks found coarse to fine
+    mask_versions = {"2": 1, "3": 2}  # earlier versions' masks, still reproduced for earlier model files
     description = "GLCM/Haralick texture (contrast, dissimilarity, homogeneity, energy, correlation, ASM, entropy)"
     defaults = {
         "levels": 32,
@@ -147,8 +160,5 @@ class GLCMExtractor(FeatureExtractor):
         quantised = (gray.astype(np.uint16) * levels) >> 8
         matrices = glcm(quantised, levels, glcm_offsets(distances, angles), mask=mask)
         props = glcm_properties(matrices)
-        values = []
-        for prop in GLCM_PROPERTIES:
-            per_distance = props[prop].reshape(len(distances), len(angles))
-            values.append(np.stack([per_distance.mean(axis=1), np.ptp(per_distance, axis=1)], axis=1).ravel())
-        return np.concatenate(values).astype(np.float32)
+        per_distance = np.stack([props[prop] for prop in GLCM_PROPERTIES]).reshape(len(GLCM_PROPERTIES), len(distances), len(angles))
+        return np.stack([per_distance.mean(axis=2), np.ptp(per_distance, axis=2)], axis=2).ravel().astype(np.float32)

@@ -14,8 +14,98 @@ CYTOPLASM_REACH = 0.6
 CYTOPLASM_SATURATION = 0.5
 
 
-def segment_single_cell(rgb: np.ndarray, saturation: np.ndarray, join: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the cell nearest the image centre and of its nucleus.
+#: Version of the single-cell masks current extractors measure on (:data:`SINGLE_CELL_MASKS` keeps the earlier ones).
+MASK_VERSION = 3
+
+#: Pixels the join radius spans on the coarse grid of :func:`segment_single_cell`. Fixed before any measurement
+#: (a digital disc of radius 8 is still round), not tuned on any data.
+COARSE_JOIN_PIXELS = 8
+
+
+def segment_single_cell(rgb: np.ndarray, join: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the cell nearest the image centre and of its nucleus: distances coarse, pixels fine.
+
+    The steps of :func:`segment_single_cell_v2` that measure distances and choose components (which
+    nuclear blobs are one nucleus, which one is central, how far its cytoplasm may reach) run on a
+    copy reduced (area averaging) until the join radius spans :data:`COARSE_JOIN_PIXELS` pixels, so
+    the grid follows the framing of the image. The steps that test pixels (nuclear and cytoplasm
+    saturation, the connected cytoplasm, the smoothing, the hull) run at full resolution inside the
+    box the coarse reach allows: pale, grainy cytoplasm is judged pixel by pixel, as in version 2.
+
+    Returns
+    -------
+    cell, nucleus : ndarray of bool
+        Both empty when the image has no stained object.
+    """
+    height, width = rgb.shape[:2]
+    factor = max(1, int(round(join_radius(join, (height, width)) / COARSE_JOIN_PIXELS)))
+    if factor == 1:
+        return segment_single_cell_v2(rgb, join=join)
+    coarse = _coarse_cell(rgb, factor, join)
+    if coarse is None:
+        return _nothing((height, width))
+    threshold, reach, chosen = coarse
+    window, (reach, chosen) = _upsampled_box(reach, (reach, chosen), factor, (height, width))
+    saturation = cv2.cvtColor(np.ascontiguousarray(rgb[window]), cv2.COLOR_RGB2HSV)[..., 1]
+    nuclear = cv2.morphologyEx((saturation > max(threshold, 15)).view(np.uint8), cv2.MORPH_OPEN, disc(1))
+    nucleus = nuclear.view(bool) & chosen
+    if not nucleus.any():
+        return _nothing((height, width))
+    stained = (saturation > CYTOPLASM_SATURATION * threshold) & reach
+    cell = _cytoplasm_of(stained, nucleus, float(np.sqrt(nucleus.sum() / np.pi)))
+    return _in_frame(_convex_hull(cell | nucleus), window, (height, width)), _in_frame(nucleus, window, (height, width))
+
+
+def _coarse_cell(rgb: np.ndarray, factor: int, join: float):
+    """On ``rgb`` reduced ``factor`` times: the nuclear threshold, the reach of the central nucleus and its joined blobs.
+
+    Both masks are in the frame of the reduced image; None when it has no stained object.
+    """
+    height, width = rgb.shape[0] // factor, rgb.shape[1] // factor  # whole coarse pixels only: OpenCV's fast path
+    small = cv2.resize(rgb[: height * factor, : width * factor], (width, height), interpolation=cv2.INTER_AREA)
+    saturation = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)[..., 1]
+    threshold = otsu_threshold(saturation)
+    window = _nuclear_window(saturation, threshold, join)
+    found = None if window is None else _central_nucleus(saturation[window], join, threshold, frame=(saturation.shape, window))
+    if found is None:
+        return None
+    chosen, nucleus, threshold, distance = found
+    reach = distance <= max(1.0, CYTOPLASM_REACH * float(np.sqrt(nucleus.sum() / np.pi)))
+    count, regions = cv2.connectedComponents(reach.view(np.uint8), connectivity=8)
+    touching = np.zeros(count, bool)
+    touching[regions[nucleus]] = True  # the reach around the chosen nucleus only, not around its neighbours
+    return threshold, _in_frame(touching[regions], window, saturation.shape), _in_frame(chosen, window, saturation.shape)
+
+
+def _upsampled_box(box_of: np.ndarray, masks, factor: int, shape) -> tuple[tuple[slice, slice], list[np.ndarray]]:
+    """The full-resolution box around coarse mask ``box_of`` (one coarse pixel wider each side) and ``masks`` in it."""
+    x, y, w, h = cv2.boundingRect(box_of.view(np.uint8))
+    top, left = max(0, y - 1), max(0, x - 1)
+    window = (slice(top * factor, min(shape[0], (y + h + 1) * factor)), slice(left * factor, min(shape[1], (x + w + 1) * factor)))
+    rows, columns = window[0].stop - window[0].start, window[1].stop - window[1].start
+    upsampled = []
+    for mask in masks:
+        block = mask[top : y + h + 1, left : x + w + 1].repeat(factor, axis=0).repeat(factor, axis=1)
+        # The rows and columns cut off to make whole coarse pixels take the mask of the last coarse pixel.
+        block = np.pad(block, ((0, max(0, rows - block.shape[0])), (0, max(0, columns - block.shape[1]))), mode="edge")
+        upsampled.append(block[:rows, :columns])
+    return window, upsampled
+
+
+def _cytoplasm_of(stained: np.ndarray, nucleus: np.ndarray, nucleus_radius: float) -> np.ndarray:
+    """The stained pixels connected to the nucleus, smoothed by an opening of a tenth of its radius."""
+    count, regions = cv2.connectedComponents((stained | nucleus).view(np.uint8), connectivity=8)
+    touching = np.zeros(count, bool)
+    touching[regions[nucleus]] = True  # the regions holding the nucleus (never the background, 0)
+    cell = touching[regions].view(np.uint8)
+    return cv2.morphologyEx(cell, cv2.MORPH_OPEN, disc(max(1.0, 0.1 * nucleus_radius))).astype(bool)
+
+
+def segment_single_cell_v2(rgb: np.ndarray, saturation: np.ndarray | None = None, join: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the cell nearest the image centre and of its nucleus, at the image's resolution (version 2).
+
+    :func:`segment_single_cell` runs it on a reduced copy; version-3 classical features of earlier
+    model files are still computed on it. ``saturation``: the HSV saturation of ``rgb`` when known.
 
     The nuclear stain is the most saturated colour on a smear, so Otsu's threshold on saturation
     finds nuclei (and platelets). Nuclear blobs within ``join`` of the image size of each other are
@@ -33,7 +123,12 @@ def segment_single_cell(rgb: np.ndarray, saturation: np.ndarray, join: float = 0
     cell, nucleus : ndarray of bool
         Both empty when the image has no stained object.
     """
-    threshold = otsu_threshold(saturation)
+    saturation = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1] if saturation is None else saturation
+    return _masks_at_threshold(saturation, otsu_threshold(saturation), join)
+
+
+def _masks_at_threshold(saturation: np.ndarray, threshold: float, join: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`segment_single_cell_v2` given the nuclear saturation threshold."""
     window = _nuclear_window(saturation, threshold, join)
     if window is None:
         return _nothing(saturation.shape)
@@ -43,11 +138,7 @@ def segment_single_cell(rgb: np.ndarray, saturation: np.ndarray, join: float = 0
     chosen, nucleus, threshold, distance = found
     nucleus_radius = float(np.sqrt(nucleus.sum() / np.pi))
     stained = (saturation[window] > CYTOPLASM_SATURATION * threshold) & (distance <= max(1.0, CYTOPLASM_REACH * nucleus_radius))
-    count, regions = cv2.connectedComponents((stained | nucleus).view(np.uint8), connectivity=8)
-    touching = np.zeros(count, bool)
-    touching[regions[nucleus]] = True  # the regions holding the nucleus (never the background, 0)
-    cell = touching[regions].view(np.uint8)
-    cell = cv2.morphologyEx(cell, cv2.MORPH_OPEN, disc(max(1.0, 0.1 * nucleus_radius))).astype(bool)
+    cell = _cytoplasm_of(stained, nucleus, nucleus_radius)
     return _in_frame(_convex_hull(cell | nucleus), window, saturation.shape), _in_frame(nucleus, window, saturation.shape)
 
 
@@ -86,7 +177,7 @@ def _in_frame(mask: np.ndarray, window: tuple[slice, slice], shape) -> np.ndarra
     return full
 
 
-def segment_single_cell_v1(rgb: np.ndarray, saturation: np.ndarray, reach: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
+def segment_single_cell_v1(rgb: np.ndarray, saturation: np.ndarray | None = None, reach: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
     """The first single-cell masks (cytoplasm within a fixed share of the image size of the nucleus).
 
     Kept so that model files trained on version-2 classical features still get exactly their features.
@@ -101,6 +192,7 @@ def segment_single_cell_v1(rgb: np.ndarray, saturation: np.ndarray, reach: float
     cell, nucleus : ndarray of bool
         Both empty when the image has no stained object.
     """
+    saturation = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1] if saturation is None else saturation
     found = _central_nucleus(saturation, reach)
     if found is None:
         return _nothing(saturation.shape)
@@ -176,3 +268,7 @@ def draw_cell_masks(rgb: np.ndarray, cell: np.ndarray, nucleus: np.ndarray) -> n
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, colour, thickness, lineType=cv2.LINE_AA)
     return out
+
+
+#: The single-cell masks of each version, by version: features record the version they were measured on.
+SINGLE_CELL_MASKS = {1: segment_single_cell_v1, 2: segment_single_cell_v2, 3: segment_single_cell}

@@ -76,13 +76,14 @@ REGION_PROPERTIES = (
 )
 
 
-def region_shape(mask: np.ndarray) -> dict[str, float]:
+def region_shape(mask: np.ndarray, moments: dict | None = None) -> dict[str, float]:
     """Shape descriptors of all foreground pixels of a binary mask (zeros for an empty mask).
 
-    Computed with OpenCV contours and moments. Axis lengths follow scikit-image's definition
-    (4 * sqrt of the eigenvalues of the pixel covariance); ``perimeter`` is the length of the
-    outer contours; ``solidity`` is area / area of the filled convex hull of all components;
-    ``circularity`` is 4*pi*area/perimeter^2 (about 0.9 for a digitised disc).
+    Computed with OpenCV contours and moments (``moments``: the mask's binary-image moments when
+    already computed). Axis lengths follow scikit-image's definition (4 * sqrt of the eigenvalues
+    of the pixel covariance); ``perimeter`` is the length of the outer contours; ``solidity`` is
+    area / area of the filled convex hull of all components; ``circularity`` is
+    4*pi*area/perimeter^2 (about 0.9 for a digitised disc).
     """
     pixels = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
     area = float(cv2.countNonZero(pixels))
@@ -94,7 +95,7 @@ def region_shape(mask: np.ndarray) -> dict[str, float]:
     x, y, w, h = cv2.boundingRect(points)
     hull = np.zeros((h, w), np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(points) - [x, y], 1)
-    major, minor = _axis_lengths(cv2.moments(pixels, binaryImage=True))
+    major, minor = _axis_lengths(moments or cv2.moments(pixels, binaryImage=True))
     return {
         "area": area,
         "perimeter": perimeter,
@@ -103,7 +104,7 @@ def region_shape(mask: np.ndarray) -> dict[str, float]:
         "minor_axis_length": minor,
         "eccentricity": float(np.sqrt(max(0.0, 1.0 - (minor / major) ** 2))) if major > 0 else 0.0,
         "circularity": float(min(4.0 * np.pi * area / perimeter**2, 1.5)) if perimeter > 0 else 0.0,
-        "solidity": area / max(float(hull.sum()), area),
+        "solidity": area / max(float(cv2.countNonZero(hull)), area),
         "extent": area / float(w * h),
         "aspect_ratio": major / minor if minor > 0 else 0.0,
     }

@@ -113,9 +113,9 @@ def normalise_stain(rgb: np.ndarray, method: str, target: tuple[float, ...]) -> 
 
 
 def _central_cell(rgb: np.ndarray) -> np.ndarray:
-    from bloodcli.imaging.cell_mask import segment_single_cell
+    from bloodcli.imaging.cell_mask import segment_single_cell_v2  # the masks preprocessing was fitted with
 
-    return segment_single_cell(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1])[0]
+    return segment_single_cell_v2(rgb)[0]
 
 
 def cell_diameter(rgb: np.ndarray) -> float:

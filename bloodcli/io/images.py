@@ -117,11 +117,12 @@ def _decode_with_opencv(data: bytes, image: Image.Image) -> np.ndarray | None:
     import cv2
 
     grey = image.mode == "L"
-    flags = (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+    colour = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB, no channel swap
+    flags = (cv2.IMREAD_GRAYSCALE if grey else colour or cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if decoded is None or decoded.shape[:2] != image.size[::-1]:
         return None
-    return decoded if grey else cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    return decoded if grey or colour else cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def _check_pixels(path, width: int, height: int, max_pixels: int, what: str = "declared size") -> None:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from bloodcli.errors import ImageReadError
 from bloodcli.features.base import CellImage
-from bloodcli.imaging.cell_mask import draw_cell_masks
+from bloodcli.imaging.cell_mask import MASK_VERSION, draw_cell_masks
 from bloodcli.io.images import read_bytes, write_image
 from bloodcli.pipeline.runner import WorkItem
 from bloodcli.pipeline.table import FeatureTable
 
 
-def write_mask_overlays(table: FeatureTable, out_dir: str | Path, mask_version: int = 2) -> int:
+def write_mask_overlays(table: FeatureTable, out_dir: str | Path, mask_version: int = MASK_VERSION) -> int:
     """Draw the cell and nucleus masks of every row of ``table`` into ``out_dir``; returns the number written."""
     written = 0
     for sample in table.samples:

@@ -163,11 +163,12 @@ def map_chunks(task, chunks: Sequence[list], jobs: int, *args) -> Iterator[list]
 
 
 def start_workers(jobs: int) -> None:
-    """Start the ``jobs - 1`` workers of :func:`map_chunks` now, with bloodcli's extractors imported in them."""
-    if jobs > 1 and not _other_joblib_backend():
-        from joblib.executor import get_memmapping_executor
+    """Start the ``jobs - 1`` workers of :func:`map_chunks` now, with bloodcli's extractors imported in them.
 
-        executor = get_memmapping_executor(jobs - 1, initializer=die_with_parent)
+    Nothing to do where workers are forked when needed (:func:`_can_fork`): they start in milliseconds.
+    """
+    if jobs > 1 and not _other_joblib_backend() and not _can_fork():
+        executor = _joblib_pool(jobs - 1)
         for future in [executor.submit(_import_extractors) for _ in range(jobs - 1)]:
             future.result()
 
@@ -208,9 +209,8 @@ def _workers_pay(elapsed: float, done: int, left: int) -> bool:
 def _with_workers(task, chunks: Iterator[list], workers: int, args) -> Iterator[list]:
     from concurrent.futures import wait
 
-    from joblib.executor import get_memmapping_executor
-
-    executor = get_memmapping_executor(workers, initializer=die_with_parent)  # joblib's pool (and start_workers')
+    forked = _can_fork()
+    executor = _forked_pool(workers) if forked else _joblib_pool(workers)
     pending: deque = deque()  # per chunk, in order: its future, or its results when computed here
     sent = 0  # futures in ``pending``
     try:
@@ -237,6 +237,38 @@ def _with_workers(task, chunks: Iterator[list], workers: int, args) -> Iterator[
         for entry in pending:
             if not isinstance(entry, list):
                 entry.cancel()
+        if forked:  # joblib's pool is kept for the next call; a forked one holds this moment's memory
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _can_fork() -> bool:
+    """Whether workers may be forked from this process: on Linux, unless TensorFlow is loaded.
+
+    A forked worker starts in milliseconds with NumPy, OpenCV and bloodcli already imported (a fresh
+    interpreter takes about 0.4 s, a core's work lost per worker and run). Its work is NumPy and
+    OpenCV on one thread, safe after a fork (OpenBLAS restarts its threads); TensorFlow's thread
+    pools are not, so a process that loaded it starts fresh interpreters.
+    """
+    return sys.platform.startswith("linux") and "tensorflow" not in sys.modules
+
+
+def _forked_pool(workers: int):
+    import multiprocessing
+    import warnings
+    from concurrent.futures import ProcessPoolExecutor
+
+    with warnings.catch_warnings():  # Python >= 3.12 warns of any fork of a threaded process: see _can_fork
+        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=die_with_parent)
+        pool.submit(os.getpid)  # forks every worker now, inside the warning filter
+    return pool
+
+
+def _joblib_pool(workers: int):
+    """joblib's reusable pool of fresh interpreters (the one :func:`start_workers` starts)."""
+    from joblib.executor import get_memmapping_executor
+
+    return get_memmapping_executor(workers, initializer=die_with_parent)
 
 
 def in_worker(task, chunk: list, *args) -> list:

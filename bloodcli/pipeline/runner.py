@@ -129,9 +129,12 @@ def _process_sample(
         vectors = []
         for extractor in extractors:
             cell = cells.setdefault(extractor.mask_version, CellImage(image, extractor.mask_version, preprocessing.roi))
-            vectors.append(_finite(extractor.compute(cell)))
-        cache.put(namespace, key, np.concatenate(vectors))
-        return _SampleResult(key, vectors, computed=len(extractors), seen=seen)
+            vectors.append(extractor.compute(cell))
+        values = _finite(np.concatenate(vectors))
+        if values.size != ends[-1]:
+            raise ValueError(f"extractors {[e.name for e in extractors]} returned {values.size} values, not {ends[-1]}")
+        cache.put(namespace, key, values)
+        return _SampleResult(key, split(values), computed=len(extractors), seen=seen)
     except ImageReadError as exc:
         return _SampleResult(None, None, error=exc.cause if exc.path == str(sample.path) else str(exc))
 
