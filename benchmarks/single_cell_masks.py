@@ -44,7 +44,7 @@ def dice_of(rgb: np.ndarray, truth: np.ndarray, scale: float = 1.0) -> float:
     if scale != 1.0:
         rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
         truth = cv2.resize(truth.astype(np.uint8), rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
-    cell, _ = segment_single_cell(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1])
+    cell, _ = segment_single_cell(rgb)
     return mask_overlap(cell, truth)[0]
 
 

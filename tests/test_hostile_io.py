@@ -213,14 +213,14 @@ def test_a_cache_that_fills_up_or_disappears_during_a_run_is_a_warning(tmp_path,
 
 def _extract_in_background(tmp_path):
     data = tmp_path / "data"
-    for copy in range(8):
+    for copy in range(24):  # a few seconds of work at two cores
         shutil.copytree(IMAGES.parent, data / f"lab{copy}")
     command = [sys.executable, "-m", "bloodcli", "extract", data, "-o", tmp_path / "f.npz", "-f", "glcm,shape,color", "-j", "2", "--no-cache"]
     process = subprocess.Popen(list(map(str, command)), stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(_descendants(process.pid)) < 2:
-        time.sleep(0.2)
-    time.sleep(1)
+    while time.monotonic() < deadline and not _descendants(process.pid):  # the worker (forked, or a fresh interpreter)
+        time.sleep(0.05)
+    time.sleep(0.3)
     return process, _descendants(process.pid)
 
 

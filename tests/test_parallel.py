@@ -50,6 +50,7 @@ def test_an_error_in_a_worker_stops_the_run_and_the_pool_serves_the_next_call():
 
 def test_workers_are_forked_on_linux_unless_tensorflow_is_loaded(monkeypatch):
     """TensorFlow's thread pools do not survive a fork: a process that loaded it starts fresh interpreters."""
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # loaded by an earlier test
     assert parallel._can_fork() == sys.platform.startswith("linux")
     monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
     assert not parallel._can_fork()
