@@ -86,8 +86,9 @@ def _upsampled_box(box_of: np.ndarray, masks, factor: int, shape) -> tuple[tuple
     upsampled = []
     for mask in masks:
         block = mask[top : y + h + 1, left : x + w + 1].repeat(factor, axis=0).repeat(factor, axis=1)
-        # The rows and columns cut off to make whole coarse pixels take the mask of the last coarse pixel.
-        block = np.pad(block, ((0, max(0, rows - block.shape[0])), (0, max(0, columns - block.shape[1]))), mode="edge")
+        missing = (max(0, rows - block.shape[0]), max(0, columns - block.shape[1]))
+        if any(missing):  # the rows and columns cut off to make whole coarse pixels take the last coarse pixel's mask
+            block = np.pad(block, ((0, missing[0]), (0, missing[1])), mode="edge")
         upsampled.append(block[:rows, :columns])
     return window, upsampled
 
