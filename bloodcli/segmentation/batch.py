@@ -46,6 +46,7 @@ class _ImageResult:
     failure: str | None = None
     resumed: bool = False
     fingerprint: str | None = None  # of the image content and every setting: the key of its record
+    record: str | None = None  # that record as a JSON line, written where the image was segmented (a worker)
 
 
 def segment_files(
@@ -118,8 +119,7 @@ class _Records:
 
     def add(self, name: str, result: "_ImageResult") -> None:
         if result.failure is None and not result.resumed:
-            record = {"name": name, "fingerprint": result.fingerprint, "result": asdict(result)}
-            self.pending.append(json.dumps(record, default=_plain_number))
+            self.pending.append(result.record or _record_line(name, result))
         if len(self.pending) >= RECORD_BATCH or time.monotonic() - self.since >= RECORD_SECONDS:
             self.flush()
 
@@ -195,7 +195,16 @@ def _segment_one(path, name, finished, out_dir, method, params, crops, overlays,
         return _resumed(finished["result"])
     result = _segment_and_write(path, data, name, out_dir, method, params, crops, overlays, voc_dir, mask_dir, evaluate)
     result.fingerprint = fingerprint
+    if result.failure is None:  # serialised here: in a worker, not in the command that collects every result
+        result.record = _record_line(name, result)
     return result
+
+
+def _record_line(name: str, result: _ImageResult) -> str:
+    """The resume record of a finished image, one JSON line (without the line itself)."""
+    fields = asdict(result)
+    del fields["record"]
+    return json.dumps({"name": name, "fingerprint": result.fingerprint, "result": fields}, default=_plain_number)
 
 
 def _resumed(stored: dict) -> _ImageResult:
