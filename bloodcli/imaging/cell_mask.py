@@ -85,7 +85,9 @@ def _upsampled_box(box_of: np.ndarray, masks, factor: int, shape) -> tuple[tuple
     rows, columns = window[0].stop - window[0].start, window[1].stop - window[1].start
     upsampled = []
     for mask in masks:
-        block = mask[top : y + h + 1, left : x + w + 1].repeat(factor, axis=0).repeat(factor, axis=1)
+        block = mask[top : y + h + 1, left : x + w + 1].view(np.uint8)
+        # Each coarse pixel becomes factor x factor pixels (NEAREST_EXACT: pixel centres, no rounding drift).
+        block = cv2.resize(block, (block.shape[1] * factor, block.shape[0] * factor), interpolation=cv2.INTER_NEAREST_EXACT).view(bool)
         missing = (max(0, rows - block.shape[0]), max(0, columns - block.shape[1]))
         if any(missing):  # the rows and columns cut off to make whole coarse pixels take the last coarse pixel's mask
             block = np.pad(block, ((0, missing[0]), (0, missing[1])), mode="edge")
