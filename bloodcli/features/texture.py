@@ -55,6 +55,8 @@ def glcm(
     if mask is not None:  # pixels outside the mask become an extra grey level, whose pairs are dropped: no pair masks
         image = np.where(mask, image, levels)
     count = _pair_counts_8bit if size <= 256 else _pair_counts
+    if size <= 256:
+        image = image.astype(np.uint8, copy=False)  # once, not per offset
     rows, cols = image.shape
     out = np.zeros((levels, levels, len(offsets)), dtype=np.float64)
     for k, (drow, dcol) in enumerate(offsets):
@@ -71,9 +73,8 @@ def glcm(
 
 
 def _pair_counts_8bit(first: np.ndarray, second: np.ndarray, size: int) -> np.ndarray:
-    """Counts of (first, second) level pairs: one OpenCV 2-D histogram of the two views, no pair codes."""
-    channels = [np.asarray(first, np.uint8), np.asarray(second, np.uint8)]
-    return cv2.calcHist(channels, [0, 1], None, [size, size], [0, size, 0, size])
+    """Counts of (first, second) ``uint8`` level pairs: one OpenCV 2-D histogram of the two views, no pair codes."""
+    return cv2.calcHist([first, second], [0, 1], None, [size, size], [0, size, 0, size])
 
 
 def _pair_counts(first: np.ndarray, second: np.ndarray, size: int) -> np.ndarray:
