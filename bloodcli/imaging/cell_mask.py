@@ -244,18 +244,15 @@ def _central_component(mask: np.ndarray, shape, offset=(0, 0), min_fraction: flo
 
     ``mask`` may be a window of that image starting at column, row ``offset``.
     """
-    count, labels = cv2.connectedComponents(mask, connectivity=8)  # areas and centroids below: faster than with stats
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
     height, width = shape
-    areas = np.bincount(labels.ravel(), minlength=count)[1:].astype(np.float64)
+    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
     large = areas >= min_fraction * height * width
     if count <= 1 or not large.any():
         return None
     centre = np.array([width / 2.0 - offset[0], height / 2.0 - offset[1]])
-    score = np.full(count - 1, -np.inf)
-    for index in np.flatnonzero(large):  # centroids of the few large components only
-        moments = cv2.moments((labels == index + 1).view(np.uint8), binaryImage=True)
-        centroid = np.array([moments["m10"], moments["m01"]]) / moments["m00"]
-        score[index] = areas[index] / areas.max() - 2.0 * np.linalg.norm(centroid - centre) / max(height, width)
+    distances = np.hypot(*(centroids[1:] - centre).T)
+    score = np.where(large, areas / areas.max() - 2.0 * distances / max(height, width), -np.inf)
     return labels == int(np.argmax(score)) + 1
 
 
