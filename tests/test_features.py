@@ -182,3 +182,21 @@ def test_coarse_to_fine_masks_agree_with_the_full_resolution_masks_on_the_sample
     assert len(cell_dice) == 60
     assert np.median(cell_dice) > 0.98 and np.median(nucleus_dice) > 0.98
     assert np.mean(np.array(cell_dice) > 0.8) > 0.85  # the few that differ: leaks into a neighbour that v3 made
+
+
+@pytest.mark.parametrize("dots", [10, 400], ids=["8-bit labels", "more than 256 components"])
+def test_components_holding_a_seed_are_kept_whole(dots):
+    from bloodcli.imaging.cell_mask import _components_holding
+
+    mask = np.zeros((64, 7 * dots), bool)
+    for k in range(dots):
+        mask[10:20, 7 * k : 7 * k + 3] = True  # separate bars, 4 background columns apart
+    seeds = np.zeros_like(mask)
+    seeds[15, 7 * np.arange(0, dots, 3)] = True  # one pixel in every third bar
+    seeds[40, 5] = True  # a seed on the background selects nothing
+    kept = _components_holding(mask, seeds)
+    expected = mask.copy()
+    for k in range(dots):
+        if k % 3:
+            expected[:, 7 * k : 7 * k + 3] = False
+    assert np.array_equal(kept, expected)

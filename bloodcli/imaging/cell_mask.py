@@ -71,10 +71,8 @@ def _coarse_cell(rgb: np.ndarray, factor: int, join: float):
         return None
     chosen, nucleus, threshold, distance = found
     reach = distance <= max(1.0, CYTOPLASM_REACH * float(np.sqrt(nucleus.sum() / np.pi)))
-    count, regions = cv2.connectedComponents(reach.view(np.uint8), connectivity=8)
-    touching = np.zeros(count, bool)
-    touching[regions[nucleus]] = True  # the reach around the chosen nucleus only, not around its neighbours
-    return threshold, _in_frame(touching[regions], window, saturation.shape), _in_frame(chosen, window, saturation.shape)
+    reach = _components_holding(reach, nucleus)  # the reach around the chosen nucleus only, not around its neighbours
+    return threshold, _in_frame(reach, window, saturation.shape), _in_frame(chosen, window, saturation.shape)
 
 
 def _upsampled_box(box_of: np.ndarray, masks, factor: int, shape) -> tuple[tuple[slice, slice], list[np.ndarray]]:
@@ -97,11 +95,22 @@ def _upsampled_box(box_of: np.ndarray, masks, factor: int, shape) -> tuple[tuple
 
 def _cytoplasm_of(stained: np.ndarray, nucleus: np.ndarray, nucleus_radius: float) -> np.ndarray:
     """The stained pixels connected to the nucleus, smoothed by an opening of a tenth of its radius."""
-    count, regions = cv2.connectedComponents((stained | nucleus).view(np.uint8), connectivity=8)
-    touching = np.zeros(count, bool)
-    touching[regions[nucleus]] = True  # the regions holding the nucleus (never the background, 0)
-    cell = touching[regions].view(np.uint8)
+    cell = _components_holding(stained | nucleus, nucleus).view(np.uint8)
     return cv2.morphologyEx(cell, cv2.MORPH_OPEN, disc(max(1.0, 0.1 * nucleus_radius))).astype(bool)
+
+
+def _components_holding(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The 8-connected components of ``mask`` that hold a pixel of ``seeds``."""
+    count, regions = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
+    if count > 256:  # labels beyond 8 bits
+        holding = np.zeros(count, bool)
+        holding[regions[seeds]] = True
+        holding[0] = False
+        return holding[regions]
+    labels = regions.astype(np.uint8)  # OpenCV counts and looks up 8-bit labels far faster than NumPy indexing
+    holding = cv2.calcHist([labels], [0], seeds.view(np.uint8), [256], [0, 256]).ravel() > 0
+    holding[0] = False  # the background
+    return cv2.LUT(labels, holding.astype(np.uint8)).view(bool)
 
 
 def segment_single_cell_v2(rgb: np.ndarray, saturation: np.ndarray | None = None, join: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
