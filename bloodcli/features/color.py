@@ -7,6 +7,8 @@ the image.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -62,15 +64,21 @@ class ColorExtractor(FeatureExtractor):
         stats = histogram_statistics(whole)
         nucleus_mean = _histogram_mean(nucleus, stats[:, 0])
         cytoplasm_mean = _histogram_mean(cytoplasm, stats[:, 0])
-        histograms = [self._rebin(whole[CHANNELS.index((space, ch))], top) for space, ch, top in HISTOGRAMS]
-        return np.concatenate([stats.ravel(), nucleus_mean, cytoplasm_mean, *histograms]).astype(np.float32)
+        levels = whole[_HISTOGRAM_ROWS]
+        merged = np.einsum("kl,klb->kb", levels, _rebinning(self.params["bins"]))  # integer counts: exact in any order
+        histograms = merged / np.maximum(levels.sum(axis=1, keepdims=True), 1)
+        return np.concatenate([stats.ravel(), nucleus_mean, cytoplasm_mean, histograms.ravel()]).astype(np.float32)
 
-    def _rebin(self, histogram: np.ndarray, top: int) -> np.ndarray:
-        """Merge a 256-level histogram into ``bins`` equal bins over ``[0, top)``, normalised."""
-        bins = self.params["bins"]
-        target = np.minimum((np.arange(256) * bins) // top, bins - 1)
-        merged = np.bincount(target, weights=histogram, minlength=bins)
-        return merged / max(histogram.sum(), 1)
+
+#: Rows of :data:`CHANNELS` the :data:`HISTOGRAMS` are taken from.
+_HISTOGRAM_ROWS = [CHANNELS.index((space, ch)) for space, ch, _ in HISTOGRAMS]
+
+
+@functools.cache
+def _rebinning(bins: int) -> np.ndarray:
+    """0/1 matrices merging each histogram's 256 levels into ``bins`` equal bins over ``[0, top)``, shape (4, 256, bins)."""
+    targets = [np.minimum((np.arange(256) * bins) // top, bins - 1) for _, _, top in HISTOGRAMS]
+    return np.stack([np.eye(bins)[target] for target in targets])
 
 
 def region_histograms(images, cell: np.ndarray, nucleus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
