@@ -54,9 +54,10 @@ def glcm(
     image = np.asarray(image)
     if mask is not None:  # pixels outside the mask become an extra grey level, whose pairs are dropped: no pair masks
         image = np.where(mask, image, levels)
-    count = _pair_counts_8bit if size <= 256 else _pair_counts
     if size <= 256:
-        image = image.astype(np.uint8, copy=False)  # once, not per offset
+        image, count = image.astype(np.uint8, copy=False), _pair_counts_8bit  # converted once, not per offset
+    else:
+        count = _pair_counts
     rows, cols = image.shape
     out = np.zeros((levels, levels, len(offsets)), dtype=np.float64)
     for k, (drow, dcol) in enumerate(offsets):

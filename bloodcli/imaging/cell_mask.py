@@ -46,13 +46,12 @@ def segment_single_cell(rgb: np.ndarray, join: float = 0.045) -> tuple[np.ndarra
         return _nothing((height, width))
     threshold, reach, chosen = coarse
     window, (reach, chosen) = _upsampled_box(reach, (reach, chosen), factor, (height, width))
-    saturation = cv2.cvtColor(np.ascontiguousarray(rgb[window]), cv2.COLOR_RGB2HSV)[..., 1]
-    nuclear = cv2.morphologyEx((saturation > max(threshold, 15)).view(np.uint8), cv2.MORPH_OPEN, disc(1))
-    nucleus = nuclear.view(bool) & chosen
+    saturation = _saturation(np.ascontiguousarray(rgb[window]))
+    nucleus = _nuclear_pixels(saturation, threshold).view(bool) & chosen
     if not nucleus.any():
         return _nothing((height, width))
     stained = (saturation > CYTOPLASM_SATURATION * threshold) & reach
-    cell = _cytoplasm_of(stained, nucleus, float(np.sqrt(nucleus.sum() / np.pi)))
+    cell = _cytoplasm_of(stained, nucleus, _radius(nucleus))
     return _in_frame(_convex_hull(cell | nucleus), window, (height, width)), _in_frame(nucleus, window, (height, width))
 
 
@@ -63,14 +62,14 @@ def _coarse_cell(rgb: np.ndarray, factor: int, join: float):
     """
     height, width = rgb.shape[0] // factor, rgb.shape[1] // factor  # whole coarse pixels only: OpenCV's fast path
     small = cv2.resize(rgb[: height * factor, : width * factor], (width, height), interpolation=cv2.INTER_AREA)
-    saturation = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)[..., 1]
+    saturation = _saturation(small)
     threshold = otsu_threshold(saturation)
     window = _nuclear_window(saturation, threshold, join)
     found = None if window is None else _central_nucleus(saturation[window], join, threshold, frame=(saturation.shape, window))
     if found is None:
         return None
     chosen, nucleus, threshold, distance = found
-    reach = distance <= max(1.0, CYTOPLASM_REACH * float(np.sqrt(nucleus.sum() / np.pi)))
+    reach = distance <= max(1.0, CYTOPLASM_REACH * _radius(nucleus))
     reach = _components_holding(reach, nucleus)  # the reach around the chosen nucleus only, not around its neighbours
     return threshold, _in_frame(reach, window, saturation.shape), _in_frame(chosen, window, saturation.shape)
 
@@ -135,12 +134,8 @@ def segment_single_cell_v2(rgb: np.ndarray, saturation: np.ndarray | None = None
     cell, nucleus : ndarray of bool
         Both empty when the image has no stained object.
     """
-    saturation = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1] if saturation is None else saturation
-    return _masks_at_threshold(saturation, otsu_threshold(saturation), join)
-
-
-def _masks_at_threshold(saturation: np.ndarray, threshold: float, join: float) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`segment_single_cell_v2` given the nuclear saturation threshold."""
+    saturation = _saturation(rgb) if saturation is None else saturation
+    threshold = otsu_threshold(saturation)
     window = _nuclear_window(saturation, threshold, join)
     if window is None:
         return _nothing(saturation.shape)
@@ -148,7 +143,7 @@ def _masks_at_threshold(saturation: np.ndarray, threshold: float, join: float) -
     if found is None:
         return _nothing(saturation.shape)
     chosen, nucleus, threshold, distance = found
-    nucleus_radius = float(np.sqrt(nucleus.sum() / np.pi))
+    nucleus_radius = _radius(nucleus)
     stained = (saturation[window] > CYTOPLASM_SATURATION * threshold) & (distance <= max(1.0, CYTOPLASM_REACH * nucleus_radius))
     cell = _cytoplasm_of(stained, nucleus, nucleus_radius)
     return _in_frame(_convex_hull(cell | nucleus), window, saturation.shape), _in_frame(nucleus, window, saturation.shape)
@@ -204,7 +199,7 @@ def segment_single_cell_v1(rgb: np.ndarray, saturation: np.ndarray | None = None
     cell, nucleus : ndarray of bool
         Both empty when the image has no stained object.
     """
-    saturation = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1] if saturation is None else saturation
+    saturation = _saturation(rgb) if saturation is None else saturation
     found = _central_nucleus(saturation, reach)
     if found is None:
         return _nothing(saturation.shape)
@@ -224,8 +219,7 @@ def _central_nucleus(saturation: np.ndarray, join: float, threshold: float | Non
     """
     shape, window = frame or (saturation.shape, (slice(0, None), slice(0, None)))
     threshold = otsu_threshold(saturation) if threshold is None else threshold
-    nuclear = (saturation > max(threshold, 15)).astype(np.uint8)
-    nuclear = cv2.morphologyEx(nuclear, cv2.MORPH_OPEN, disc(1))
+    nuclear = _nuclear_pixels(saturation, threshold)
     # Dilation by a disc == distance to the nearest nuclear pixel <= radius (faster for large radii).
     distance = cv2.distanceTransform(1 - nuclear, cv2.DIST_L2, cv2.DIST_MASK_3)
     joined = (distance <= join_radius(join, shape)).view(np.uint8)
@@ -233,6 +227,21 @@ def _central_nucleus(saturation: np.ndarray, join: float, threshold: float | Non
     if chosen is None:
         return None
     return chosen, chosen & nuclear.astype(bool), threshold, distance
+
+
+def _saturation(rgb: np.ndarray) -> np.ndarray:
+    """HSV saturation (OpenCV's 8-bit scale): the nuclear stain is the most saturated colour on a smear."""
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
+
+
+def _nuclear_pixels(saturation: np.ndarray, threshold: float) -> np.ndarray:
+    """``uint8`` mask of the pixels above the nuclear threshold (at least 15), opened to drop single pixels."""
+    return cv2.morphologyEx((saturation > max(threshold, 15)).view(np.uint8), cv2.MORPH_OPEN, disc(1))
+
+
+def _radius(mask: np.ndarray) -> float:
+    """Radius of the disc with the mask's area."""
+    return float(np.sqrt(mask.sum() / np.pi))
 
 
 def _nothing(shape) -> tuple[np.ndarray, np.ndarray]:

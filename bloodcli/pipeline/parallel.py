@@ -136,8 +136,9 @@ def worker_pool(n_jobs: int, **options):
     return joblib.Parallel(n_jobs=n_jobs, **options)
 
 
-#: Work left, in seconds of this process, above which starting workers pays: about the time a worker takes to
-#: start (Python, NumPy, OpenCV, bloodcli) before its first image. Below it this process alone finishes sooner.
+#: Work left, in seconds of this process, above which starting workers pays: about the time a fresh-interpreter
+#: worker takes to start (Python, NumPy, OpenCV, bloodcli) before its first image; a forked one (:func:`_can_fork`)
+#: starts sooner, so there it errs on the side of this process finishing alone.
 WORKER_START_SECONDS = 0.5
 #: This process's work, in seconds, that its pace is judged on (a cold cache or file read makes a first chunk slow).
 PACE_SAMPLE_SECONDS = 0.025

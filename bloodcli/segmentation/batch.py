@@ -46,7 +46,7 @@ class _ImageResult:
     failure: str | None = None
     resumed: bool = False
     fingerprint: str | None = None  # of the image content and every setting: the key of its record
-    record: str | None = None  # that record as a JSON line, written where the image was segmented (a worker)
+    record: str | None = None  # that record as one JSON line, serialised where the image was segmented (a worker)
 
 
 def segment_files(
@@ -119,7 +119,7 @@ class _Records:
 
     def add(self, name: str, result: "_ImageResult") -> None:
         if result.failure is None and not result.resumed:
-            self.pending.append(result.record or _record_line(name, result))
+            self.pending.append(result.record)
         if len(self.pending) >= RECORD_BATCH or time.monotonic() - self.since >= RECORD_SECONDS:
             self.flush()
 
@@ -201,7 +201,7 @@ def _segment_one(path, name, finished, out_dir, method, params, crops, overlays,
 
 
 def _record_line(name: str, result: _ImageResult) -> str:
-    """The resume record of a finished image, one JSON line (without the line itself)."""
+    """The resume record of a finished image as one JSON line (no newline); without the ``record`` field itself."""
     fields = asdict(result)
     del fields["record"]
     return json.dumps({"name": name, "fingerprint": result.fingerprint, "result": fields}, default=_plain_number)
