@@ -62,3 +62,29 @@ def test_the_extractor_registry_lists_names_without_importing_any_extractor():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
     assert run.stdout.strip() == "['glcm', 'shape', 'color'] [] True False"
+
+
+BLAS_THREADS_AFTER_A_COMMAND = (
+    "import sys\n"
+    "from bloodcli.cli import main\n"
+    "sys.argv = ['bloodcli', '--help']\n"
+    "try:\n"
+    "    main()\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "loaded_before = 'numpy' in sys.modules\n"
+    "import numpy, threadpoolctl\n"
+    "pools = threadpoolctl.threadpool_info()\n"
+    "print(loaded_before, sorted({p['num_threads'] for p in pools if p['user_api'] == 'blas'}))\n"
+)
+
+
+@pytest.mark.parametrize("chosen, expected", [(None, "False [1]"), ("2", "False [2]")], ids=["default", "user-chosen"])
+def test_the_command_line_runs_blas_on_one_thread_unless_its_environment_says_otherwise(chosen, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    if chosen is not None:
+        env["OPENBLAS_NUM_THREADS"] = chosen
+    run = subprocess.run([sys.executable, "-c", BLAS_THREADS_AFTER_A_COMMAND], capture_output=True, text=True, env=env,
+                         timeout=120, check=True)  # fmt: skip
+    assert run.stdout.strip().splitlines()[-1] == expected

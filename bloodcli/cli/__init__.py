@@ -9,12 +9,13 @@ features, extract, cache), :mod:`~bloodcli.cli.learn` (train, predict, evaluate,
 
 from bloodcli.cli import analyze, data, learn, segment  # noqa: F401 - importing a command module registers its commands
 from bloodcli.cli.app import app, handle_termination
-from bloodcli.pipeline.parallel import keep_freed_memory
+from bloodcli.pipeline.parallel import keep_freed_memory, one_blas_thread
 
 
 def main() -> None:
     """Console-script entry point."""
     handle_termination()
+    one_blas_thread()  # before NumPy loads: the command's parallelism is --jobs (README, "Speed")
     keep_freed_memory()  # this process is bloodcli's own: image buffers are reused, not unmapped and faulted in again
     app()
 
