@@ -13,12 +13,13 @@
 
 The code measured is the checkout given by --code (default: the one holding this script), so the
 same command gives before/after figures for two checkouts. Wall times on a busy machine are noisy:
-extraction and segment figures are the best of --rounds runs (the CLI's ``-j 1`` and ``-j 2``
-alternating), and only ratios within one run compare. CPU seconds (user + system, worker processes included) are reported
+extraction and segment figures are the best of --rounds runs, each round measuring every figure once
+(in-process, cold cache, CLI ``-j 1`` and ``-j 2`` in turn), and only ratios within one run compare; the ratio
+within each round is listed beside the best-of ratio to show the spread. CPU seconds (user + system, worker processes included) are reported
 beside them: other work on the machine disturbs them much less, and a ``-j 2`` run that spends about
 the CPU of ``-j 1`` scales to about 2x where two cores are free.
 
-Usage: python benchmarks/bench_edges.py [--limit 3200] [--segment-limit 364] [--repeats 5] [--rounds 2] [--code DIR] [--out FILE]
+Usage: python benchmarks/bench_edges.py [--limit 3200] [--segment-limit 364] [--repeats 5] [--rounds 3] [--code DIR] [--out FILE]
 Writes benchmarks/results/edges.json.
 """
 
@@ -110,6 +111,29 @@ def write_manifest(files: list[Path], path: Path) -> Path:
     return path
 
 
+class Timings:
+    """Wall and CPU seconds of named figures over rounds: the best of each, and the ratio of two within each round."""
+
+    def __init__(self) -> None:
+        self.walls: dict[str, list[float]] = {}
+        self.cpus: dict[str, list[float]] = {}
+
+    def add(self, name: str, seconds: float, cpu_seconds: float) -> float:
+        self.walls.setdefault(name, []).append(seconds)
+        self.cpus.setdefault(name, []).append(cpu_seconds)
+        return seconds
+
+    def best(self, name: str) -> float:
+        return min(self.walls[name])
+
+    def cpu(self, name: str) -> float:
+        return min(self.cpus[name])
+
+    def per_round(self, numerator: str, denominator: str) -> list[float]:
+        """``numerator / denominator`` of each round (measured minutes apart at most): the spread of the best-of ratio."""
+        return [round(a / b, 2) for a, b in zip(self.walls[numerator], self.walls[denominator])]
+
+
 def extraction(code: Path, manifest: Path, n: int, tmp: Path, rounds: int) -> dict:
     import cv2
 
@@ -117,53 +141,54 @@ def extraction(code: Path, manifest: Path, n: int, tmp: Path, rounds: int) -> di
 
     cv2.setNumThreads(1)  # per-core figures
     features = "glcm,shape,color"
-
-    cpu = {}
+    env = environment(code)
+    timings = Timings()
 
     def in_process(cache: Path | None, name: str) -> float:
         options = api.ExecutionOptions(cache_dir=cache, use_cache=cache is not None, jobs=1)
         start, start_cpu = time.perf_counter(), time.process_time()
         api.featurize(str(manifest), features, options=options)
-        cpu[name] = min(cpu.get(name, float("inf")), time.process_time() - start_cpu)
-        return time.perf_counter() - start
-
-    in_process(None, "warm-up")  # imports, OpenCV's colour tables, the file cache
-    no_cache = min(in_process(None, "no_cache") for _ in range(rounds))
-    cold = min(in_process(tmp / f"cache-{round_}", "cold") for round_ in range(rounds))  # an empty cache each time
-    cache = tmp / "cache-0"
-    warm = in_process(cache, "warm")
-    env = environment(code)
+        return timings.add(name, time.perf_counter() - start, time.process_time() - start_cpu)
 
     def run_cli(name: str, *extra) -> float:
         seconds = wall(cli(code, "extract", manifest, "-o", tmp / "f.npz", "-f", features, *extra), env)
-        cpu[name] = min(cpu.get(name, float("inf")), LAST_CPU[0])
-        return seconds
+        return timings.add(name, seconds, LAST_CPU[0])
 
-    cli_j1 = cli_j2 = float("inf")
-    for _ in range(rounds):  # alternating, so a busy spell on the machine hits both alike
-        cli_j1 = min(cli_j1, run_cli("cli_j1", "--no-cache", "-j", "1"))
-        cli_j2 = min(cli_j2, run_cli("cli_j2", "--no-cache", "-j", "2"))
-    cli_warm = min(run_cli("cli_warm", "--cache-dir", cache, "-j", "1") for _ in range(rounds))
-    cli_warm_all_cores = min(run_cli("cli_warm_all_cores", "--cache-dir", cache) for _ in range(rounds))  # the default --jobs
-    rate = n / no_cache
+    in_process(None, "warm-up")  # imports, OpenCV's colour tables, the file cache
+    for round_ in range(rounds):  # every figure once per round, so a slow spell of the machine hits them all alike
+        in_process(None, "no_cache")
+        in_process(tmp / f"cache-{round_}", "cold")  # an empty cache each round
+        run_cli("cli_j1", "--no-cache", "-j", "1")
+        run_cli("cli_j2", "--no-cache", "-j", "2")
+    cache = tmp / "cache-0"
+    for _ in range(rounds):
+        in_process(cache, "warm")
+        run_cli("cli_warm", "--cache-dir", cache, "-j", "1")
+        run_cli("cli_warm_all_cores", "--cache-dir", cache)  # the default --jobs
+    best, cpu = timings.best, timings.cpu
     return {
         "n_images": n,
-        "cpu_s": {k: round(v, 2) for k, v in cpu.items() if k != "warm-up"},
-        "in_process_cpu_images_per_s": round(n / cpu["no_cache"], 1),
-        "cli_j1_cpu_vs_in_process": round(cpu["cli_j1"] / cpu["no_cache"], 2),
-        "cli_j2_cpu_vs_j1": round(cpu["cli_j2"] / cpu["cli_j1"], 2),
-        "cold_cache_cpu_vs_no_cache": round(cpu["cold"] / cpu["no_cache"], 2),
-        "in_process_images_per_s": round(rate, 1),
-        "cli_j1_images_per_s": round(n / cli_j1, 1),
-        "cli_j1_vs_in_process": round(no_cache / cli_j1, 2),
-        "cli_j2_images_per_s": round(n / cli_j2, 1),
-        "cli_j2_vs_j1": round(cli_j1 / cli_j2, 2),
-        "in_process_cold_cache_s": round(cold, 2),
-        "in_process_no_cache_s": round(no_cache, 2),
-        "cold_cache_vs_no_cache": round(cold / no_cache, 2),
-        "cached_rerun_in_process_s": round(warm, 3),
-        "cached_rerun_cli_s": round(cli_warm, 3),
-        "cached_rerun_cli_all_cores_s": round(cli_warm_all_cores, 3),
+        "rounds": rounds,
+        "cpu_s": {k: round(cpu(k), 2) for k in timings.cpus if k != "warm-up"},
+        "in_process_cpu_images_per_s": round(n / cpu("no_cache"), 1),
+        "cli_j1_cpu_vs_in_process": round(cpu("cli_j1") / cpu("no_cache"), 2),
+        "cli_j2_cpu_vs_j1": round(cpu("cli_j2") / cpu("cli_j1"), 2),
+        "cold_cache_cpu_vs_no_cache": round(cpu("cold") / cpu("no_cache"), 2),
+        "in_process_images_per_s": round(n / best("no_cache"), 1),
+        "cli_j1_images_per_s": round(n / best("cli_j1"), 1),
+        "cli_j1_vs_in_process": round(best("no_cache") / best("cli_j1"), 2),
+        "cli_j1_vs_in_process_per_round": timings.per_round("no_cache", "cli_j1"),
+        "cli_j2_images_per_s": round(n / best("cli_j2"), 1),
+        "cli_j2_vs_j1": round(best("cli_j1") / best("cli_j2"), 2),
+        "cli_j2_vs_j1_per_round": timings.per_round("cli_j1", "cli_j2"),
+        "in_process_cold_cache_s": round(best("cold"), 2),
+        "in_process_no_cache_s": round(best("no_cache"), 2),
+        "cold_cache_vs_no_cache": round(best("cold") / best("no_cache"), 2),
+        "cold_cache_vs_no_cache_per_round": timings.per_round("cold", "no_cache"),
+        "cached_rerun_in_process_s": round(best("warm"), 3),
+        "cached_rerun_cli_s": round(best("cli_warm"), 3),
+        "cached_rerun_cli_per_round_s": [round(x, 3) for x in timings.walls["cli_warm"]],
+        "cached_rerun_cli_all_cores_s": round(best("cli_warm_all_cores"), 3),
     }
 
 
@@ -175,38 +200,47 @@ def segmentation(code: Path, smears: list[Path], tmp: Path, rounds: int) -> dict
     from bloodcli.segmentation.smear import segment_image
 
     cv2.setNumThreads(1)
-    segment_image(decode_image(read_bytes(smears[0])), "watershed")  # warm-up
-    start, start_cpu = time.perf_counter(), time.process_time()
-    for path in smears:
-        segment_image(decode_image(read_bytes(path)), "watershed")
-    per_image = (time.perf_counter() - start) / len(smears)
-    cpu_per_image = (time.process_time() - start_cpu) / len(smears)
-    start = time.perf_counter()
-    api.segment([str(p) for p in smears], tmp / "seg-api", options=api.ExecutionOptions(jobs=1))
-    api_per_image = (time.perf_counter() - start) / len(smears)
     folder = tmp / "smears"
     folder.mkdir()
     for path in smears:
         shutil.copy(path, folder / path.name)
     env = environment(code)
-    (j1, j1_cpu), (j2, j2_cpu) = (float("inf"),) * 2, (float("inf"),) * 2
-    for round_ in range(rounds):  # alternating, each into a fresh folder
-        j1 = min(j1, wall(cli(code, "segment", folder, "--out-dir", tmp / f"seg-j1-{round_}", "-j", "1"), env) / len(smears))
-        j1_cpu = min(j1_cpu, LAST_CPU[0] / len(smears))
-        j2 = min(j2, wall(cli(code, "segment", folder, "--out-dir", tmp / f"seg-j2-{round_}", "-j", "2"), env) / len(smears))
-        j2_cpu = min(j2_cpu, LAST_CPU[0] / len(smears))
+    timings = Timings()
+
+    def in_process() -> None:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        for path in smears:
+            segment_image(decode_image(read_bytes(path)), "watershed")
+        timings.add("in_process", time.perf_counter() - start, time.process_time() - start_cpu)
+
+    def run_cli(name: str, *args) -> None:
+        timings.add(name, wall(cli(code, "segment", folder, *args), env), LAST_CPU[0])
+
+    segment_image(decode_image(read_bytes(smears[0])), "watershed")  # warm-up
+    for round_ in range(rounds):  # every figure once per round, the CLI into a fresh folder each time
+        in_process()
+        start = time.perf_counter()
+        api.segment([str(p) for p in smears], tmp / f"seg-api-{round_}", options=api.ExecutionOptions(jobs=1))
+        timings.add("api", time.perf_counter() - start, 0.0)
+        run_cli("cli_j1", "--out-dir", tmp / f"seg-j1-{round_}", "-j", "1")
+        run_cli("cli_j2", "--out-dir", tmp / f"seg-j2-{round_}", "-j", "2")
+    per_image = {name: timings.best(name) / len(smears) for name in timings.walls}
+    cpu = {name: timings.cpu(name) / len(smears) for name in ("in_process", "cli_j1", "cli_j2")}
     return {
         "n_images": len(smears),
-        "in_process_cpu_ms_per_image": round(cpu_per_image * 1e3, 1),
-        "cli_j1_cpu_vs_in_process": round(j1_cpu / cpu_per_image, 2),
-        "cli_j2_cpu_vs_j1": round(j2_cpu / j1_cpu, 2),
-        "in_process_ms_per_image": round(per_image * 1e3, 1),
-        "api_segment_ms_per_image": round(api_per_image * 1e3, 1),
-        "api_segment_vs_in_process": round(api_per_image / per_image, 2),
-        "cli_j1_ms_per_image": round(j1 * 1e3, 1),
-        "cli_j1_vs_in_process": round(j1 / per_image, 2),
-        "cli_j2_ms_per_image": round(j2 * 1e3, 1),
-        "cli_j2_speedup_vs_j1": round(j1 / j2, 2),
+        "rounds": rounds,
+        "in_process_cpu_ms_per_image": round(cpu["in_process"] * 1e3, 1),
+        "cli_j1_cpu_vs_in_process": round(cpu["cli_j1"] / cpu["in_process"], 2),
+        "cli_j2_cpu_vs_j1": round(cpu["cli_j2"] / cpu["cli_j1"], 2),
+        "in_process_ms_per_image": round(per_image["in_process"] * 1e3, 1),
+        "api_segment_ms_per_image": round(per_image["api"] * 1e3, 1),
+        "api_segment_vs_in_process": round(per_image["api"] / per_image["in_process"], 2),
+        "cli_j1_ms_per_image": round(per_image["cli_j1"] * 1e3, 1),
+        "cli_j1_vs_in_process": round(per_image["cli_j1"] / per_image["in_process"], 2),
+        "cli_j1_vs_in_process_per_round": timings.per_round("cli_j1", "in_process"),
+        "cli_j2_ms_per_image": round(per_image["cli_j2"] * 1e3, 1),
+        "cli_j2_speedup_vs_j1": round(per_image["cli_j1"] / per_image["cli_j2"], 2),
+        "cli_j2_speedup_vs_j1_per_round": timings.per_round("cli_j1", "cli_j2"),
     }
 
 
@@ -242,7 +276,7 @@ def main() -> None:
     parser.add_argument("--segment-limit", type=int, default=364, help="smear images for the segment figures (364: all of "
                         "BCCD, so the workers' and the CLI's fixed start-up is spread as in a real batch)")
     parser.add_argument("--repeats", type=int, default=5, help="start-up: best of this many runs")
-    parser.add_argument("--rounds", type=int, default=2, help="extraction and segment: best of this many runs (CLI -j 1 and -j 2 alternating)")
+    parser.add_argument("--rounds", type=int, default=3, help="extraction and segment: best of this many rounds (each figure once per round)")
     parser.add_argument("--code", type=Path, default=HERE.parent, help="the bloodcli checkout to measure")
     parser.add_argument("--skip", nargs="*", default=[], choices=["startup", "extraction", "segment", "decode"])
     parser.add_argument("--out", type=Path, default=RESULTS / "edges.json")
