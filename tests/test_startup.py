@@ -64,7 +64,8 @@ def test_the_extractor_registry_lists_names_without_importing_any_extractor():
     assert run.stdout.strip() == "['glcm', 'shape', 'color'] [] True False"
 
 
-BLAS_THREADS_AFTER_A_COMMAND = (
+#: Runs ``bloodcli --help`` through the console-script entry point, in the process that then reports.
+AFTER_A_COMMAND = (
     "import sys\n"
     "from bloodcli.cli import main\n"
     "sys.argv = ['bloodcli', '--help']\n"
@@ -72,6 +73,8 @@ BLAS_THREADS_AFTER_A_COMMAND = (
     "    main()\n"
     "except SystemExit:\n"
     "    pass\n"
+)
+BLAS_THREADS_AFTER_A_COMMAND = AFTER_A_COMMAND + (
     "loaded_before = 'numpy' in sys.modules\n"
     "import numpy, threadpoolctl\n"
     "pools = threadpoolctl.threadpool_info()\n"
@@ -88,3 +91,10 @@ def test_the_command_line_runs_blas_on_one_thread_unless_its_environment_says_ot
     run = subprocess.run([sys.executable, "-c", BLAS_THREADS_AFTER_A_COMMAND], capture_output=True, text=True, env=env,
                          timeout=120, check=True)  # fmt: skip
     assert run.stdout.strip().splitlines()[-1] == expected
+
+
+def test_a_finished_command_leaves_its_objects_to_the_exit_not_to_a_last_cycle_search():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    code = AFTER_A_COMMAND + "import gc\nprint('frozen objects:', gc.get_freeze_count() > 0)\n"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert run.stdout.strip().splitlines()[-1] == "frozen objects: True"
