@@ -54,3 +54,16 @@ def test_workers_are_forked_on_linux_unless_tensorflow_is_loaded(monkeypatch):
     assert parallel._can_fork() == sys.platform.startswith("linux")
     monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
     assert not parallel._can_fork()
+
+
+@pytest.mark.parametrize("n, size, cores", [(3200, 16, 2), (3200, 16, 8), (45, 5, 2), (1, 16, 2), (0, 16, 1)])
+def test_chunks_ramp_up_from_one_item_and_shrink_with_the_work_left(n, size, cores):
+    chunks = parallel.ramped_chunks(range(n), size, cores)
+    assert [item for chunk in chunks for item in chunk] == list(range(n)) and all(chunks)
+    sizes = [len(chunk) for chunk in chunks]
+    assert sizes[:1] == [1][:n] and all(b <= 2 * a for a, b in zip(sizes, sizes[1:])) and max(sizes, default=0) <= size
+    starts = [n - sum(sizes[i:]) for i in range(len(sizes))]
+    # no core waits at the end for more than an eighth of its share of what was left when the chunk was cut
+    assert all(s <= max(1, -(-(n - start) // (8 * cores))) for s, start in zip(sizes, starts))
+    if n >= 1000:  # full chunks carry most of the work, one image ends it
+        assert sizes.count(size) * size > n / 2 and sizes[-1] == 1

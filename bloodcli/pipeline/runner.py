@@ -32,7 +32,7 @@ from bloodcli.io.images import content_hash, decode_image
 from bloodcli.pipeline.cache import FeatureCache
 from bloodcli.pipeline.file_hashes import FileHashes, file_status, read_hashed
 from bloodcli.pipeline.options import ProgressCallback
-from bloodcli.pipeline.parallel import in_order, in_worker, map_chunks, resolve_jobs
+from bloodcli.pipeline.parallel import in_order, in_worker, map_chunks, ramped_chunks, resolve_jobs
 from bloodcli.pipeline.plan import FeatureSettings
 from bloodcli.pipeline.table import AugmentedRows, FeatureTable
 
@@ -283,7 +283,7 @@ def _run_per_image(items, extractors, preprocessing, cache, jobs, executor=None)
     jobs = min(resolve_jobs(jobs), len(items))
     # A stop on a bad image cancels the chunks in flight on purpose: joblib's warning about it is noise.
     warnings.filterwarnings("ignore", message=r"\d+ tasks (which were still being processed|have been successfully executed)", category=UserWarning)
-    chunks = _chunks(items, max(1, min(16, len(items) // (4 * jobs))))
+    chunks = ramped_chunks(items, max(1, min(16, len(items) // (4 * jobs))), jobs)
     return (result for chunk in map_chunks(_extract_chunk, chunks, jobs, *arguments) for result in chunk)
 
 
