@@ -5,7 +5,9 @@
    heavy libraries each of them imports;
 2. classical extraction (glcm,shape,color) of --limit PBC crops: in-process images/s on one core
    (the baseline), the CLI with ``-j 1`` and ``-j 2`` (wall, start-up included), cold extraction
-   with the cache against without, and the cached re-run (in-process and CLI wall);
+   with the cache against without, and the cached re-run (in-process and CLI wall); and what two
+   cores give this work at best on the machine: two independent ``-j 1`` commands on half of the
+   crops each, at once (``-j 2`` against them: 1.0 is perfect process parallelism);
 3. ``segment`` of --segment-limit smear images: in-process decode + segmentation per image (the
    baseline) against ``segment -j 1`` and ``-j 2`` with the default outputs (CLI wall, start-up
    included) and :func:`bloodcli.api.segment` in-process;
@@ -57,11 +59,16 @@ def environment(code: Path) -> dict:
 LAST_CPU = [0.0]
 
 
-def wall(command: list[str], env: dict) -> float:
+def wall(command: list[str], env: dict, *others: list[str]) -> float:
+    """Wall seconds of ``command``, run at once with ``others`` when given (until the last one ends)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     # Run in the measured checkout: ``python -m`` puts the working folder first on the import path.
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=env["PYTHONPATH"])
+    runs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=env["PYTHONPATH"])
+            for c in (command, *others)]  # fmt: skip
+    for run in runs:
+        if run.wait():
+            raise subprocess.CalledProcessError(run.returncode, run.args)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     LAST_CPU[0] = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
@@ -119,6 +126,15 @@ def write_manifest(files: list[Path], path: Path) -> Path:
     return path
 
 
+def halve(manifest: Path) -> list[Path]:
+    """The manifest's odd and even rows as two manifests beside it."""
+    header, *rows = manifest.read_text().splitlines(keepends=True)
+    halves = [manifest.with_name(f"{manifest.stem}-half{k}.csv") for k in (1, 2)]
+    for k, half in enumerate(halves):
+        half.write_text(header + "".join(rows[k::2]))
+    return halves
+
+
 class Timings:
     """Wall and CPU seconds of named figures over rounds: the best of each, and the ratio of two within each round."""
 
@@ -162,12 +178,17 @@ def extraction(code: Path, manifest: Path, n: int, tmp: Path, rounds: int) -> di
         seconds = wall(cli(code, "extract", manifest, "-o", tmp / "f.npz", "-f", features, *extra), env)
         return timings.add(name, seconds, LAST_CPU[0])
 
+    # What two cores give this work at best: two independent `-j 1` commands, each on half of the crops, at once.
+    halves = [cli(code, "extract", half, "-o", tmp / f"{half.stem}.npz", "-f", features, "--no-cache", "-j", "1")
+              for half in halve(manifest)]  # fmt: skip
+
     in_process(None, "warm-up")  # imports, OpenCV's colour tables, the file cache
     for round_ in range(rounds):  # every figure once per round, so a slow spell of the machine hits them all alike
         in_process(None, "no_cache")
         in_process(tmp / f"cache-{round_}", "cold")  # an empty cache each round
         run_cli("cli_j1", "--no-cache", "-j", "1")
         run_cli("cli_j2", "--no-cache", "-j", "2")
+        timings.add("cli_j1_halves_at_once", wall(halves[0], env, halves[1]), LAST_CPU[0])
     cache = tmp / "cache-0"
     for _ in range(rounds):
         in_process(cache, "warm")
@@ -189,6 +210,9 @@ def extraction(code: Path, manifest: Path, n: int, tmp: Path, rounds: int) -> di
         "cli_j2_images_per_s": round(n / best("cli_j2"), 1),
         "cli_j2_vs_j1": round(best("cli_j1") / best("cli_j2"), 2),
         "cli_j2_vs_j1_per_round": timings.per_round("cli_j1", "cli_j2"),
+        "cli_j1_vs_halves_at_once": round(best("cli_j1") / best("cli_j1_halves_at_once"), 2),
+        "cli_j1_vs_halves_at_once_per_round": timings.per_round("cli_j1", "cli_j1_halves_at_once"),
+        "cli_j2_vs_halves_at_once": round(best("cli_j1_halves_at_once") / best("cli_j2"), 2),
         "in_process_cold_cache_s": round(best("cold"), 2),
         "in_process_no_cache_s": round(best("no_cache"), 2),
         "cold_cache_vs_no_cache": round(best("cold") / best("no_cache"), 2),
