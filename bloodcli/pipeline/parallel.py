@@ -158,10 +158,11 @@ WORKER_START_SECONDS = 0.5
 PACE_SAMPLE_SECONDS = 0.025
 
 
-#: Chunks sent ahead to each worker, so its next ones wait queued while this process computes one of its own. With
-#: two, a worker waited 0.17-0.22 s per 3,200 crops for its next chunk (3 % of a ``-j 2`` run); with four, 0.11-0.14 s,
-#: about its own time to hand a chunk's results back and take the next.
-CHUNKS_AHEAD_PER_WORKER = 4
+#: Chunks sent ahead to each worker: more queued for it than the one chunk this process computes between refills.
+#: With two, a worker waited 0.17-0.22 s per 3,200 crops for its next chunk (3 % of a ``-j 2`` run); with three,
+#: 0.10-0.11 s, about its own time to hand a chunk's results back and take the next (four: no better, and one more
+#: chunk to wait for at the end).
+CHUNKS_AHEAD_PER_WORKER = 3
 
 
 def map_chunks(task, chunks: Sequence[list], jobs: int, *args) -> Iterator[list]:
