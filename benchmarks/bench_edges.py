@@ -50,8 +50,9 @@ def cli(code: Path, *args) -> list[str]:
     return [sys.executable, "-m", "bloodcli", *map(str, args)]
 
 
-def environment(code: Path) -> dict:
-    return {**os.environ, "PYTHONPATH": str(code), "BLOODCLI_CACHE_DIR": tempfile.mkdtemp(prefix="bench-cache-")}
+def environment(code: Path, tmp: Path) -> dict:
+    """The measured checkout first on the import path, and an empty cache inside the run's temporary folder."""
+    return {**os.environ, "PYTHONPATH": str(code), "BLOODCLI_CACHE_DIR": tempfile.mkdtemp(prefix="bench-cache-", dir=tmp)}
 
 
 #: CPU seconds (user + system) of the last :func:`wall` command and its worker processes: less sensitive than
@@ -96,7 +97,7 @@ def heavy_imports(command: list[str], env: dict) -> list[str]:
 
 
 def startup(code: Path, one_image_dir: Path, tmp: Path, repeats: int) -> dict:
-    env = environment(code)
+    env = environment(code, tmp)
     commands = {
         "help": cli(code, "--help"),
         "info_model": cli(code, "info", MODEL, "--json"),
@@ -165,7 +166,7 @@ def extraction(code: Path, manifest: Path, n: int, tmp: Path, rounds: int) -> di
 
     cv2.setNumThreads(1)  # per-core figures
     features = "glcm,shape,color"
-    env = environment(code)
+    env = environment(code, tmp)
     timings = Timings()
 
     def in_process(cache: Path | None, name: str) -> float:
@@ -236,7 +237,7 @@ def segmentation(code: Path, smears: list[Path], tmp: Path, rounds: int) -> dict
     folder.mkdir()
     for path in smears:
         shutil.copy(path, folder / path.name)
-    env = environment(code)
+    env = environment(code, tmp)
     timings = Timings()
 
     def in_process() -> None:
