@@ -112,11 +112,11 @@ def _components_holding(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     return cv2.LUT(labels, holding.astype(np.uint8)).view(bool)
 
 
-def segment_single_cell_v2(rgb: np.ndarray, saturation: np.ndarray | None = None, join: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
+def segment_single_cell_v2(rgb: np.ndarray, join: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the cell nearest the image centre and of its nucleus, at the image's resolution (version 2).
 
-    :func:`segment_single_cell` runs it on a reduced copy; version-3 classical features of earlier
-    model files are still computed on it. ``saturation``: the HSV saturation of ``rgb`` when known.
+    :func:`segment_single_cell` takes its distance steps on a reduced copy; version-3 classical features of earlier
+    model files are still computed on it.
 
     The nuclear stain is the most saturated colour on a smear, so Otsu's threshold on saturation
     finds nuclei (and platelets). Nuclear blobs within ``join`` of the image size of each other are
@@ -134,7 +134,7 @@ def segment_single_cell_v2(rgb: np.ndarray, saturation: np.ndarray | None = None
     cell, nucleus : ndarray of bool
         Both empty when the image has no stained object.
     """
-    saturation = _saturation(rgb) if saturation is None else saturation
+    saturation = _saturation(rgb)
     threshold = otsu_threshold(saturation)
     window = _nuclear_window(saturation, threshold, join)
     if window is None:
@@ -184,7 +184,7 @@ def _in_frame(mask: np.ndarray, window: tuple[slice, slice], shape) -> np.ndarra
     return full
 
 
-def segment_single_cell_v1(rgb: np.ndarray, saturation: np.ndarray | None = None, reach: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
+def segment_single_cell_v1(rgb: np.ndarray, reach: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
     """The first single-cell masks (cytoplasm within a fixed share of the image size of the nucleus).
 
     Kept so that model files trained on version-2 classical features still get exactly their features.
@@ -199,7 +199,7 @@ def segment_single_cell_v1(rgb: np.ndarray, saturation: np.ndarray | None = None
     cell, nucleus : ndarray of bool
         Both empty when the image has no stained object.
     """
-    saturation = _saturation(rgb) if saturation is None else saturation
+    saturation = _saturation(rgb)
     found = _central_nucleus(saturation, reach)
     if found is None:
         return _nothing(saturation.shape)

@@ -38,10 +38,10 @@ def in_order(submit, items, ahead: int):
         yield current
 
 
-#: Thread pools of numerical libraries, capped to one thread in each worker process.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 #: BLAS pools (NumPy's OpenBLAS and the one OpenCV bundles): read once, when the library loads.
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+#: Thread pools of numerical libraries, capped to one thread in each worker process.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", *BLAS_THREAD_VARIABLES, "NUMEXPR_NUM_THREADS")
 
 
 def one_blas_thread() -> None:
