@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bloodcli.cli.app import app, handle_errors, lazy_module
+from bloodcli.cli.app import app, build_lab_tables_ahead, handle_errors, lazy_module
 from bloodcli.cli.options import JobsOpt, JsonOpt, SchedulerOpt, SkipErrorsOpt, WeightsOpt
 from bloodcli.cli.output import output, to_json
 from bloodcli.pipeline.options import ExecutionOptions
@@ -37,6 +37,7 @@ def analyze(
     from bloodcli.segmentation.smear import SegmentationParams
 
     params = SegmentationParams.from_strings(param)
+    build_lab_tables_ahead()
     trained = api.load_model(model)
     out = output()
     with out.progress("segmenting") as progress:

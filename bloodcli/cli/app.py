@@ -114,6 +114,17 @@ def _main(
     route_library_logs()
 
 
+def build_lab_tables_ahead() -> None:
+    """Have OpenCV's L*a*b* tables built on another core while the command loads its modules and inputs.
+
+    For commands that convert every image to L*a*b* (:mod:`bloodcli.imaging.cielab`); called once their options
+    are known to be valid.
+    """
+    from bloodcli.imaging.cielab import build_tables_ahead
+
+    build_tables_ahead()
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that flushing it at exit raises nothing more."""
     try:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bloodcli.cli.app import app, cache_app, handle_errors, lazy_module
+from bloodcli.cli.app import app, build_lab_tables_ahead, cache_app, handle_errors, lazy_module
 from bloodcli.cli.options import (
     DEFAULTS,
     CacheDirOpt,
@@ -108,6 +108,7 @@ def extract(
     """Compute features of a dataset and save them (cached per image)."""
     if output_path.suffix.lower() not in FEATURE_FORMATS:
         raise UsageError(f"--output {output_path}: the features file must end in {', '.join(FEATURE_FORMATS)}")
+    build_lab_tables_ahead()
     plan = api.Plan.build(features, feature_option, weights=weights, preprocessing=preprocessing)
     out = output()
     with out.progress("extracting") as progress:

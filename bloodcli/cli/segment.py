@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bloodcli.cli.app import app, handle_errors, lazy_module
+from bloodcli.cli.app import app, build_lab_tables_ahead, handle_errors, lazy_module
 from bloodcli.cli.options import JobsOpt, JsonOpt, SchedulerOpt, SkipErrorsOpt
 from bloodcli.cli.output import output, to_json
 from bloodcli.pipeline.options import ExecutionOptions
@@ -51,6 +51,7 @@ def segment(
 
     check_method(method)
     params = with_known_size(SegmentationParams.from_strings(param), rbc_diameter, pixel_size)
+    build_lab_tables_ahead()
     out = output()
     with out.progress("segmenting") as progress:
         options = ExecutionOptions(jobs=jobs, scheduler=scheduler, skip_errors=skip_errors, progress=progress)

@@ -16,6 +16,7 @@ import numpy as np
 
 from bloodcli.errors import UsageError
 from bloodcli.imaging.cell_mask import MASK_VERSION, SINGLE_CELL_MASKS
+from bloodcli.imaging.cielab import rgb_to_lab
 from bloodcli.imaging.stain import hematoxylin_channel
 from bloodcli.settings import parse_like
 
@@ -90,7 +91,7 @@ class CellImage:
     @cached_property
     def box_lab(self) -> np.ndarray:
         """8-bit Lab (OpenCV scaling: L*255/100, a+128, b+128)."""
-        return cv2.cvtColor(self.box_rgb, cv2.COLOR_RGB2LAB)
+        return rgb_to_lab(self.box_rgb)
 
     @cached_property
     def box_cell_mask(self) -> np.ndarray:

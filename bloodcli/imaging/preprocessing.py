@@ -173,10 +173,12 @@ def clahe(image: np.ndarray, clip_limit: float, tile_grid: int = 8) -> np.ndarra
     """Contrast-limited adaptive histogram equalisation of the Lab lightness channel."""
     import cv2
 
-    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+    from bloodcli.imaging.cielab import lab_to_rgb, rgb_to_lab
+
+    lab = rgb_to_lab(image)
     equaliser = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(tile_grid, tile_grid))
     lab[..., 0] = equaliser.apply(lab[..., 0])
-    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    return lab_to_rgb(lab)
 
 
 def fit_references(preprocessing: Preprocessing, images) -> Preprocessing:

@@ -19,13 +19,14 @@ import cv2
 import numpy as np
 
 from bloodcli.errors import UsageError
+from bloodcli.imaging.cielab import lab_to_rgb, rgb_to_lab
 
 STAIN_METHODS = ("reinhard", "macenko")
 _BACKGROUND_OD = 0.15  # optical density below which a pixel is background (Macenko's beta)
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    return rgb_to_lab(rgb.astype(np.float32) / 255.0)
 
 
 def _stained(rgb: np.ndarray) -> np.ndarray:
@@ -47,7 +48,7 @@ def reinhard(rgb: np.ndarray, target: tuple[float, ...]) -> np.ndarray:
     goal = np.array(target, dtype=np.float64).reshape(2, 3)
     lab = _lab(rgb)
     scaled = (lab - source[0]) * (goal[1] / np.maximum(source[1], 1e-6)) + goal[0]
-    out = cv2.cvtColor(scaled.astype(np.float32), cv2.COLOR_LAB2RGB)
+    out = lab_to_rgb(scaled.astype(np.float32))
     return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from bloodcli.imaging.cielab import rgb_to_lab
 from bloodcli.imaging.morphology import disc, fill_holes
 from bloodcli.segmentation.levels import background_level, red_cell_contrast
 
@@ -68,7 +69,7 @@ def measure_smear(rgb: np.ndarray, contrast: float | None = None, background_per
     """
     factor = min(1.0, _WORKING_SIDE / max(rgb.shape[:2]))
     small = rgb if factor == 1.0 else cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-    lightness = cv2.cvtColor(cv2.GaussianBlur(small, (0, 0), 1.0), cv2.COLOR_RGB2LAB)[..., 0]
+    lightness = rgb_to_lab(cv2.GaussianBlur(small, (0, 0), 1.0))[..., 0]
     background = background_level(lightness, background_percentile)
     if contrast is None:
         contrast = red_cell_contrast(lightness, background_percentile)

@@ -41,6 +41,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from bloodcli.errors import UsageError
+from bloodcli.imaging.cielab import rgb_to_lab
 from bloodcli.imaging.morphology import disc, fill_holes, fill_round_holes, region_shape
 from bloodcli.segmentation.levels import background_level
 from bloodcli.segmentation.red_cells import (
@@ -191,7 +192,7 @@ def segment_image(rgb: np.ndarray, method: str = "watershed", params: Segmentati
     small = _resize(rgb, analysis_factor(rgb.shape, diameter, params.scale))
     smooth = _blur(small, params.blur * params.scale)
     wbc, platelets = _stained_objects(cv2.cvtColor(smooth, cv2.COLOR_RGB2HSV), params)
-    rbc = _red_cells(cv2.cvtColor(smooth, cv2.COLOR_RGB2LAB)[..., 0], wbc > 0, platelets > 0, method, params, contrast)
+    rbc = _red_cells(rgb_to_lab(smooth)[..., 0], wbc > 0, platelets > 0, method, params, contrast)
     layers = [("WBC", wbc), ("platelet", platelets), ("RBC", rbc)]
     labels, classes = _combine(layers, (height, width))
     return Segmentation(labels, _describe(labels, classes), method, float(diameter))
