@@ -86,3 +86,26 @@ def test_extract_and_segment_start_the_tables_once_their_options_are_valid(tmp_p
     result = runner.invoke(app, ["segment", str(tmp_path / smear.name), "--out-dir", str(tmp_path / "out"), "-j", "1"])
     assert result.exit_code == 0, result.output
     assert started == [True, True]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_fork_while_another_thread_starts_the_builder_leaves_the_child_able_to_convert():
+    # The child inherits every lock as it was at the fork: one held by another thread then stays held in the child.
+    code = (
+        "import os, signal, threading, time, numpy\n"
+        "from bloodcli.imaging import cielab\n"
+        "def starting():\n"
+        "    with cielab._builder_started:\n"
+        "        time.sleep(0.3)\n"
+        "threading.Thread(target=starting).start()\n"
+        "time.sleep(0.1)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    signal.alarm(10)  # a deadlocked child ends by itself\n"
+        "    cielab.rgb_to_lab(numpy.zeros((1, 1, 3), numpy.uint8))\n"
+        "    print('converted in the child', flush=True)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60, check=True)
+    assert run.stdout.strip() == "converted in the child", run.stderr[-500:]

@@ -53,11 +53,12 @@ def _wait_for_tables() -> None:
         _built = True
 
 
-def _finish_building() -> None:
-    """Before a fork: the child must not inherit tables that are half-built (its copy of the builder is gone)."""
+def _before_fork() -> None:
+    """The child must not inherit half-built tables (its copy of the builder is gone), nor the lock held by a thread."""
+    _builder_started.acquire()
     if _builder is not None:
         _builder.join()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(before=_finish_building)
+    os.register_at_fork(before=_before_fork, after_in_parent=_builder_started.release, after_in_child=_builder_started.release)
