@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,19 @@ from bloodcli.features.base import FeatureExtractor
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
 SHARED = ROOT.parent / "shared" / "data"
+
+
+def checkout_env(environ=None) -> dict:
+    """``environ`` (default: this process's) with this checkout first on a fresh interpreter's import path."""
+    environ = dict(os.environ if environ is None else environ)
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environ.get("PYTHONPATH")]))
+    return environ
+
+
+def run_python(code: str, environ=None, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -c code`` in a fresh interpreter that imports this checkout; its output captured as text."""
+    return subprocess.run([sys.executable, "-c", code], env=checkout_env(environ), capture_output=True, text=True,
+                          timeout=timeout, check=check)  # fmt: skip
 
 
 def require_shared(*parts: str) -> Path:

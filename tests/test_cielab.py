@@ -5,19 +5,26 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
+import textwrap
 
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, SAMPLE
+from conftest import ROOT, SAMPLE, run_python
 from typer.testing import CliRunner
 
 from bloodcli.cli import app
 from bloodcli.imaging import cielab
 
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+#: Where there is no fork (Windows) there is no fork handler to test: nothing there can inherit half-built tables.
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform: nothing to inherit tables")
+
+
+def in_a_forked_child(setup: str, child: str) -> str:
+    """What ``child`` prints in a child forked after ``setup`` ran, in a fresh interpreter (a hung child ends in 10 s)."""
+    code = (f"import os, signal\n{textwrap.dedent(setup)}\npid = os.fork()\nif pid == 0:\n    signal.alarm(10)\n"
+            f"{textwrap.indent(textwrap.dedent(child), '    ')}\n    os._exit(0)\nos.waitpid(pid, 0)\n")  # fmt: skip
+    return run_python(code, timeout=60).stdout.strip()
 
 
 def test_conversions_are_opencvs_in_both_directions_for_8_bit_and_float_images():
@@ -45,26 +52,38 @@ def test_a_process_that_ends_while_the_tables_are_being_built_ends_cleanly():
     # With a daemon builder the interpreter tore the thread down inside OpenCV: "terminate called", exit 134,
     # in most runs of this script (and in 6 of 40 runs of `bloodcli extract --help` with the tables started earlier).
     code = "from bloodcli.imaging.cielab import build_tables_ahead; build_tables_ahead()"
-    codes = [subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, timeout=120).returncode for _ in range(5)]
-    assert codes == [0] * 5
+    assert [run_python(code, check=False).returncode for _ in range(5)] == [0] * 5
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@needs_fork
 def test_a_fork_waits_for_the_tables_so_the_child_never_copies_half_built_ones():
-    code = (
-        "import os, time\n"
-        "from bloodcli.imaging import cielab\n"
-        "built = []\n"
-        "cielab._convert_one_pixel = lambda: (time.sleep(0.3), built.append(True))\n"
-        "cielab.build_tables_ahead()\n"
-        "pid = os.fork()\n"
-        "if pid == 0:\n"
-        "    print('built in the child:', built == [True], flush=True)\n"
-        "    os._exit(0)\n"
-        "os.waitpid(pid, 0)\n"
-    )
-    run = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120, check=True)
-    assert run.stdout.strip() == "built in the child: True"
+    setup = """
+        import time
+        from bloodcli.imaging import cielab
+        built = []
+        cielab._convert_one_pixel = lambda: (time.sleep(0.3), built.append(True))
+        cielab.build_tables_ahead()
+    """
+    assert in_a_forked_child(setup, "print('built in the child:', built == [True], flush=True)") == "built in the child: True"
+
+
+@needs_fork
+def test_a_fork_while_another_thread_starts_the_builder_leaves_the_child_able_to_convert():
+    # The child inherits every lock as it was at the fork: one held by another thread then stays held in the child.
+    setup = """
+        import threading, time, numpy
+        from bloodcli.imaging import cielab
+        def starting():
+            with cielab._builder_started:
+                time.sleep(0.3)
+        threading.Thread(target=starting).start()
+        time.sleep(0.1)
+    """
+    child = """
+        cielab.rgb_to_lab(numpy.zeros((1, 1, 3), numpy.uint8))
+        print('converted in the child', flush=True)
+    """
+    assert in_a_forked_child(setup, child) == "converted in the child"
 
 
 @pytest.fixture
@@ -86,26 +105,3 @@ def test_extract_and_segment_start_the_tables_once_their_options_are_valid(tmp_p
     result = runner.invoke(app, ["segment", str(tmp_path / smear.name), "--out-dir", str(tmp_path / "out"), "-j", "1"])
     assert result.exit_code == 0, result.output
     assert started == [True, True]
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-def test_a_fork_while_another_thread_starts_the_builder_leaves_the_child_able_to_convert():
-    # The child inherits every lock as it was at the fork: one held by another thread then stays held in the child.
-    code = (
-        "import os, signal, threading, time, numpy\n"
-        "from bloodcli.imaging import cielab\n"
-        "def starting():\n"
-        "    with cielab._builder_started:\n"
-        "        time.sleep(0.3)\n"
-        "threading.Thread(target=starting).start()\n"
-        "time.sleep(0.1)\n"
-        "pid = os.fork()\n"
-        "if pid == 0:\n"
-        "    signal.alarm(10)  # a deadlocked child ends by itself\n"
-        "    cielab.rgb_to_lab(numpy.zeros((1, 1, 3), numpy.uint8))\n"
-        "    print('converted in the child', flush=True)\n"
-        "    os._exit(0)\n"
-        "os.waitpid(pid, 0)\n"
-    )
-    run = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60, check=True)
-    assert run.stdout.strip() == "converted in the child", run.stderr[-500:]

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SAMPLE
+from conftest import ROOT, SAMPLE, checkout_env, run_python
 
 #: Libraries that cost from a tenth of a second to seconds to import; classical extraction needs none of them.
 HEAVY = ("sklearn", "scipy", "pandas", "tensorflow", "keras", "dask", "distributed", "matplotlib", "skimage",
@@ -24,9 +24,8 @@ PIXEL_LIBRARIES = ("numpy", "cv2", "PIL")
 
 def imported_packages(*args) -> set[str]:
     """Top-level packages a ``bloodcli`` process imports, after checking it succeeded."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     run = subprocess.run([sys.executable, "-X", "importtime", "-m", "bloodcli", *map(str, args)],
-                         capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+                         capture_output=True, text=True, env=checkout_env(), timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     return {name.split(".")[0] for name in re.findall(r"^import time:.*\|\s+(\S+)\s*$", run.stderr, flags=re.M)}
 
@@ -59,9 +58,7 @@ def test_the_extractor_registry_lists_names_without_importing_any_extractor():
         "from bloodcli.features.texture import GLCMExtractor\n"
         "print(names[:3], loaded, EXTRACTORS['glcm'] is GLCMExtractor, 'fake' in EXTRACTORS)\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
-    assert run.stdout.strip() == "['glcm', 'shape', 'color'] [] True False"
+    assert run_python(code).stdout.strip() == "['glcm', 'shape', 'color'] [] True False"
 
 
 #: Runs ``bloodcli --help`` through the console-script entry point, in the process that then reports.
@@ -85,16 +82,11 @@ BLAS_THREADS_AFTER_A_COMMAND = AFTER_A_COMMAND + (
 @pytest.mark.parametrize("chosen, expected", [(None, "False [1]"), ("2", "False [2]")], ids=["default", "user-chosen"])
 def test_the_command_line_runs_blas_on_one_thread_unless_its_environment_says_otherwise(chosen, expected):
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     if chosen is not None:
         env["OPENBLAS_NUM_THREADS"] = chosen
-    run = subprocess.run([sys.executable, "-c", BLAS_THREADS_AFTER_A_COMMAND], capture_output=True, text=True, env=env,
-                         timeout=120, check=True)  # fmt: skip
-    assert run.stdout.strip().splitlines()[-1] == expected
+    assert run_python(BLAS_THREADS_AFTER_A_COMMAND, env).stdout.strip().splitlines()[-1] == expected
 
 
 def test_a_finished_command_leaves_its_objects_to_the_exit_not_to_a_last_cycle_search():
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     code = AFTER_A_COMMAND + "import gc\nprint('frozen objects:', gc.get_freeze_count() > 0)\n"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
-    assert run.stdout.strip().splitlines()[-1] == "frozen objects: True"
+    assert run_python(code).stdout.strip().splitlines()[-1] == "frozen objects: True"

@@ -17,16 +17,11 @@ import numpy as np
 
 _builder: threading.Thread | None = None
 _builder_started = threading.Lock()
-_built = False
 
 
 def build_tables_ahead() -> None:
     """Start building OpenCV's L*a*b* tables on a background thread (once per process; later calls return)."""
-    global _builder
-    with _builder_started:
-        if _builder is None:
-            _builder = threading.Thread(target=_convert_one_pixel, name="bloodcli-cielab-tables")
-            _builder.start()
+    _the_builder()
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -45,12 +40,18 @@ def _convert_one_pixel() -> None:
     cv2.cvtColor(np.zeros((1, 1, 3), np.uint8), cv2.COLOR_RGB2LAB)
 
 
+def _the_builder() -> threading.Thread:
+    global _builder
+    with _builder_started:
+        if _builder is None:
+            _builder = threading.Thread(target=_convert_one_pixel, name="bloodcli-cielab-tables")
+            _builder.start()
+        return _builder
+
+
 def _wait_for_tables() -> None:
-    global _built
-    if not _built:
-        build_tables_ahead()
-        _builder.join()
-        _built = True
+    # Started here when no command started it: two first conversions at once still build the tables once.
+    _the_builder().join()  # once built, a microsecond against a crop's 25 µs conversion
 
 
 def _before_fork() -> None:
