@@ -1,6 +1,7 @@
-"""Where ``extract -j 2``'s two cores wait: the timeline of every chunk, in the command and in its worker.
+"""Where ``extract -j 2`` or ``segment -j 2`` waits: the timeline of every chunk, in the command and in its worker.
 
-Runs ``bloodcli extract MANIFEST --no-cache -j 2`` in fresh processes, the checkout measured and (``--baseline DIR``)
+Runs ``bloodcli extract MANIFEST --no-cache -j 2`` (PBC crops) or ``bloodcli segment FOLDER -j 2`` (BCCD smears,
+``--command segment``) in fresh processes, the checkout measured and (``--baseline DIR``)
 another one in turns, with every chunk's start and end stamped in the process that computed it (the task is wrapped
 before the command starts; the worker is forked from it, so it runs the same wrapper: Linux). Per run, in seconds
 from the interpreter's start:
@@ -12,8 +13,8 @@ from the interpreter's start:
 
 Reports the median of each over the runs, and the baseline's median over the measured checkout's.
 
-Usage: python benchmarks/bench_chunks.py [--crops 3200] [--runs 5] [--baseline DIR] [--out FILE]
-Writes benchmarks/results/chunks.json.
+Usage: python benchmarks/bench_chunks.py [--command extract|segment] [--crops 3200] [--smears 364] [--runs 5] [--baseline DIR] [--out FILE]
+Writes benchmarks/results/chunks.json (segment: chunks_segment.json).
 """
 
 from __future__ import annotations
@@ -34,17 +35,19 @@ SHARED = HERE.parents[1] / "shared" / "data"
 WORK = """
 import json, os, sys, time
 started = time.time()
-import bloodcli.pipeline.runner as runner
-stamps, task = sys.argv[1], runner._extract_chunk
+import importlib
+stamps, command, (module, name) = sys.argv[1], sys.argv[2], sys.argv[3].split(":")
+owner = importlib.import_module(module)
+task = getattr(owner, name)
 def stamped(items, *args):
     begin = time.time()
     results = task(items, *args)
     with open(os.path.join(stamps, str(os.getpid())), "a") as handle:
         handle.write(f"{begin} {time.time()}\\n")
     return results
-runner._extract_chunk = stamped
+setattr(owner, name, stamped)
 from bloodcli.cli import main
-sys.argv = ["bloodcli", "extract", *sys.argv[2:]]
+sys.argv = ["bloodcli", "-q", command, *sys.argv[4:]]
 try:
     main()
 except SystemExit as exc:
@@ -54,10 +57,17 @@ print(json.dumps({"started": started, "ended": time.time(), "command": os.getpid
 """
 
 
-def run_once(code: Path, manifest: Path, tmp: Path) -> dict:
+COMMANDS = {  # the chunk task each command hands out, and its arguments after the input
+    "extract": ("bloodcli.pipeline.runner:_extract_chunk", lambda tmp: ["-o", str(tmp / "f.npz"), "--no-cache"]),
+    "segment": ("bloodcli.segmentation.batch:_segment_chunk", lambda tmp: ["--out-dir", tempfile.mkdtemp(dir=tmp)]),
+}
+
+
+def run_once(code: Path, command: str, inputs: Path, tmp: Path) -> dict:
     stamps = Path(tempfile.mkdtemp(dir=tmp))
     env = {**os.environ, "PYTHONPATH": str(code)}
-    arguments = [str(stamps), str(manifest), "-o", str(tmp / "f.npz"), "--no-cache", "-j", "2", "-q"]
+    task, options = COMMANDS[command]
+    arguments = [str(stamps), command, task, str(inputs), *options(tmp), "-j", "2"]
     out = subprocess.run([sys.executable, "-c", WORK, *arguments], env=env, capture_output=True, text=True, check=True, cwd=code)
     run = json.loads(out.stdout.strip().splitlines()[-1])
     chunks = {int(f.name): [tuple(map(float, line.split())) for line in f.read_text().splitlines()] for f in stamps.iterdir()}
@@ -84,23 +94,39 @@ def write_manifest(crops: int, path: Path) -> Path:
     return path
 
 
+def write_smear_folder(smears: int, folder: Path) -> Path:
+    files = sorted((SHARED / "bccd" / "JPEGImages").glob("*.jpg"))[:smears]
+    if not files:
+        sys.exit(f"no BCCD smears under {SHARED / 'bccd'}")
+    folder.mkdir()
+    for file in files:
+        (folder / file.name).symlink_to(file)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--crops", type=int, default=3200)
+    parser.add_argument("--command", choices=sorted(COMMANDS), default="extract")
+    parser.add_argument("--crops", type=int, default=3200, help="extract: PBC crops")
+    parser.add_argument("--smears", type=int, default=364, help="segment: BCCD smears")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--baseline", type=Path, help="another checkout, measured in turns with this one")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "chunks.json")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/chunks.json (segment: chunks_segment.json)")
     args = parser.parse_args()
+    out = args.out or HERE / "results" / ("chunks.json" if args.command == "extract" else f"chunks_{args.command}.json")
     codes = {"measured": HERE.parent, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
     for code in codes.values():  # as an install does: PYTHONDONTWRITEBYTECODE would otherwise cost every run 60 ms
         compileall.compile_dir(code / "bloodcli", quiet=1)
     runs: dict[str, list[dict]] = {name: [] for name in codes}
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = write_manifest(args.crops, Path(tmp) / "crops.csv")
+        if args.command == "extract":
+            inputs, size = write_manifest(args.crops, Path(tmp) / "crops.csv"), {"crops": args.crops}
+        else:
+            inputs, size = write_smear_folder(args.smears, Path(tmp) / "smears"), {"smears": args.smears}
         for _ in range(args.runs):
             for name, code in codes.items():
-                runs[name].append(run_once(code, manifest, Path(tmp)))
-    result = {"crops": args.crops, "runs": args.runs, "codes": {name: str(code) for name, code in codes.items()}}
+                runs[name].append(run_once(code, args.command, inputs, Path(tmp)))
+    result = {"command": args.command, **size, "runs": args.runs, "codes": {name: str(code) for name, code in codes.items()}}
     for name, measured in runs.items():
         result[name] = {key: round(median(run[key] for run in measured), 3) for key in measured[0]}
         result[f"{name}_per_run"] = measured
@@ -108,8 +134,8 @@ def main() -> None:
         result["baseline_vs_measured"] = {key: round(result["baseline"][key] / max(result["measured"][key], 1e-3), 2)
                                           for key in result["measured"]}  # fmt: skip
     print(json.dumps({name: result[name] for name in codes} | {"ratios": result.get("baseline_vs_measured")}))
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
