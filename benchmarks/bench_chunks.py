@@ -8,7 +8,8 @@ from the interpreter's start:
 
 - ``command_first_chunk`` and ``worker_first_chunk``: when each began its first chunk, and ``worker_lag`` between them;
 - ``command_idle`` and ``worker_idle``: time between a process's own chunks (handing chunks out and results back);
-- ``end_wait``: from the command's last chunk to the end of the worker's last one;
+- ``end_idle``: from the end of one process's last chunk to the end of the other's (one core idle at the end);
+- ``tail``: from the end of the last chunk to the command's end (writing its outputs);
 - ``wall``: the whole command.
 
 Reports the median of each over the runs, and the baseline's median over the measured checkout's.
@@ -80,7 +81,8 @@ def run_once(code: Path, command: str, inputs: Path, tmp: Path) -> dict:
     figures = {
         "command_first_chunk": since(command[0][0]), "worker_first_chunk": since(worker[0][0]),
         "worker_lag": worker[0][0] - command[0][0], "command_idle": idle(command), "worker_idle": idle(worker),
-        "end_wait": max(0.0, worker[-1][1] - command[-1][1]), "wall": since(run["ended"]),
+        "end_idle": abs(worker[-1][1] - command[-1][1]), "tail": run["ended"] - max(worker[-1][1], command[-1][1]),
+        "wall": since(run["ended"]),
     }  # fmt: skip
     return {key: round(value, 4) for key, value in figures.items()}
 

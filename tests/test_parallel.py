@@ -4,6 +4,7 @@ import os
 import sys
 import time
 import types
+from concurrent.futures import Future
 
 import pytest
 
@@ -67,3 +68,36 @@ def test_chunks_ramp_up_from_one_item_and_shrink_with_the_work_left(n, size, cor
     assert all(s <= max(1, -(-(n - start) // (8 * cores))) for s, start in zip(sizes, starts))
     if n >= 1000:  # full chunks carry most of the work, one image ends it
         assert sizes.count(size) * size > n / 2 and sizes[-1] == 1
+
+
+class InstantPool:
+    """A pool whose worker finishes every chunk the moment it is sent."""
+
+    def submit(self, function, *args):
+        future = Future()
+        future.set_result(function(*args))
+        return future
+
+    def shutdown(self, **_):
+        pass
+
+
+def test_the_last_chunk_stays_in_this_process_however_fast_the_worker(monkeypatch):
+    """Chunks queued ahead in a worker (three each) used to be the last ones: this process then waited for them idle."""
+    monkeypatch.setattr(parallel, "_can_fork", lambda: True)
+    monkeypatch.setattr(parallel, "_forked_pool", lambda workers: InstantPool())
+    monkeypatch.setattr(parallel, "_workers_pay", lambda *_: True)  # workers from the first chunk
+    monkeypatch.setattr(parallel, "in_worker", lambda task, chunk, *args: [("worker", item) for _, item in task(chunk, *args)])
+    results = [pair for chunk in map_chunks(lambda chunk: [("here", item) for item in chunk], [[i] for i in range(8)], 2)
+               for pair in chunk]  # fmt: skip
+    assert [item for _, item in results] == list(range(8))
+    assert [who for who, _ in results] == ["worker"] * 7 + ["here"]
+
+
+@pytest.mark.parametrize(
+    "chunk, left, held, workers, send",
+    [(16, 3200, 48, 1, True), (1, 3, 3, 1, False), (1, 4, 2, 1, True), (1, 1, 0, 1, False), (1, 2, 0, 1, True),
+     (2, 10, 12, 3, True), (2, 6, 12, 3, False)],
+)  # fmt: skip
+def test_a_chunk_is_sent_out_only_while_this_process_keeps_at_least_what_each_worker_holds(chunk, left, held, workers, send):
+    assert parallel._worth_sending(chunk, left, held, workers) is send

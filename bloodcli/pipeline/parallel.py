@@ -230,7 +230,7 @@ def _here_then_with_workers(task, chunks: Sequence[list], workers: int, args) ->
         started = time.perf_counter()
         for done, chunk in enumerate(chunks):
             if workers and _workers_pay(time.perf_counter() - started, done, len(chunks) - done):
-                yield from _with_workers(task, iter(chunks[done:]), workers, args)
+                yield from _with_workers(task, chunks[done:], workers, args)
                 return
             yield task(chunk, *args)
 
@@ -243,39 +243,53 @@ def _workers_pay(elapsed: float, done: int, left: int) -> bool:
     return done > 0 and elapsed >= PACE_SAMPLE_SECONDS and elapsed / done * left > WORKER_START_SECONDS
 
 
-def _with_workers(task, chunks: Iterator[list], workers: int, args) -> Iterator[list]:
+def _with_workers(task, chunks: Sequence[list], workers: int, args) -> Iterator[list]:
     from concurrent.futures import wait
 
     forked = _can_fork()
     executor = _forked_pool(workers) if forked else _joblib_pool(workers)
-    pending: deque = deque()  # per chunk, in order: its future, or its results when computed here
-    sent = 0  # futures in ``pending``
+    left = deque(chunks)  # not started yet
+    left_items = sum(map(len, left))
+    pending: deque = deque()  # per chunk, in order: its future and its items, or its results when computed here
+    sent = held = 0  # futures in ``pending``, and their items
     try:
         while True:
-            for chunk in itertools.islice(chunks, max(0, CHUNKS_AHEAD_PER_WORKER * workers - sent)):
-                pending.append(executor.submit(in_directory, os.getcwd(), in_worker, task, chunk, *args))
-                sent += 1
-            if not pending:
+            while left and sent < CHUNKS_AHEAD_PER_WORKER * workers and _worth_sending(len(left[0]), left_items, held, workers):
+                chunk = left.popleft()
+                pending.append((executor.submit(in_directory, os.getcwd(), in_worker, task, chunk, *args), len(chunk)))
+                sent, held, left_items = sent + 1, held + len(chunk), left_items - len(chunk)
+            if not pending and not left:
                 return
-            head = pending[0]
-            if isinstance(head, list) or head.done():
+            head = pending[0] if pending else None
+            if isinstance(head, list) or (head is not None and head[0].done()):
                 pending.popleft()
                 if not isinstance(head, list):
-                    sent -= 1
-                    head = head.result()
+                    (future, items), sent = head, sent - 1
+                    held, head = held - items, future.result()
                 yield head
                 continue
-            chunk = next(chunks, None)
-            if chunk is None:
-                wait([head])
-            else:
+            if left:
+                chunk = left.popleft()
+                left_items -= len(chunk)
                 pending.append(task(chunk, *args))
+            else:
+                wait([head[0]])
     finally:  # stopped early (an error, a closed generator): chunks not started are not run
         for entry in pending:
             if not isinstance(entry, list):
-                entry.cancel()
+                entry[0].cancel()
         if forked:  # joblib's pool is kept for the next call; a forked one holds this moment's memory
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _worth_sending(chunk_items: int, left_items: int, held_items: int, workers: int) -> bool:
+    """Whether to send the next chunk (``chunk_items`` of the ``left_items`` not started) to the workers.
+
+    Only while this process keeps at least as many items as each worker then holds: at the end it computes the
+    rest itself while the workers finish theirs, instead of waiting for chunks queued ahead in them
+    (:data:`CHUNKS_AHEAD_PER_WORKER`). The last chunk always stays here.
+    """
+    return (left_items - chunk_items) * workers >= held_items + chunk_items
 
 
 def _can_fork() -> bool:
