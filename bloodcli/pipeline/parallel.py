@@ -248,36 +248,39 @@ def _with_workers(task, chunks: Sequence[list], workers: int, args) -> Iterator[
 
     forked = _can_fork()
     executor = _forked_pool(workers) if forked else _joblib_pool(workers)
-    left = deque(chunks)  # not started yet
-    left_items = sum(map(len, left))
-    pending: deque = deque()  # per chunk, in order: its future and its items, or its results when computed here
-    sent = held = 0  # futures in ``pending``, and their items
+    left, left_items = deque(chunks), sum(map(len, chunks))  # not started yet
+    pending: deque = deque()  # per chunk, in order: its future, or its results when computed here
+    sent_out: dict = {}  # the futures in ``pending``, and their chunks' numbers of items
+
+    def take() -> list:
+        nonlocal left_items
+        left_items -= len(left[0])
+        return left.popleft()
+
     try:
         while True:
-            while left and sent < CHUNKS_AHEAD_PER_WORKER * workers and _worth_sending(len(left[0]), left_items, held, workers):
-                chunk = left.popleft()
-                pending.append((executor.submit(in_directory, os.getcwd(), in_worker, task, chunk, *args), len(chunk)))
-                sent, held, left_items = sent + 1, held + len(chunk), left_items - len(chunk)
+            while (left and len(sent_out) < CHUNKS_AHEAD_PER_WORKER * workers
+                   and _worth_sending(len(left[0]), left_items, sum(sent_out.values()), workers)):  # fmt: skip
+                chunk = take()
+                future = executor.submit(in_directory, os.getcwd(), in_worker, task, chunk, *args)
+                pending.append(future)
+                sent_out[future] = len(chunk)
             if not pending and not left:
                 return
             head = pending[0] if pending else None
-            if isinstance(head, list) or (head is not None and head[0].done()):
+            if isinstance(head, list) or (head is not None and head.done()):
                 pending.popleft()
                 if not isinstance(head, list):
-                    (future, items), sent = head, sent - 1
-                    held, head = held - items, future.result()
+                    del sent_out[head]
+                    head = head.result()
                 yield head
-                continue
-            if left:
-                chunk = left.popleft()
-                left_items -= len(chunk)
-                pending.append(task(chunk, *args))
+            elif left:
+                pending.append(task(take(), *args))
             else:
-                wait([head[0]])
+                wait([head])
     finally:  # stopped early (an error, a closed generator): chunks not started are not run
-        for entry in pending:
-            if not isinstance(entry, list):
-                entry[0].cancel()
+        for future in sent_out:
+            future.cancel()
         if forked:  # joblib's pool is kept for the next call; a forked one holds this moment's memory
             executor.shutdown(wait=False, cancel_futures=True)
 
