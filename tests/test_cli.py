@@ -52,6 +52,14 @@ def test_info_table_lists_unreadable_files(small_dataset):
     assert "broken.jpg: not a recognised image format" in result.stdout
 
 
+def test_class_and_file_names_are_printed_as_they_are(tmp_path, small_dataset):
+    """rich turned ":smile:" in a class or file name into an emoji, on stdout and in error lines alike."""
+    (small_dataset / "neutrophil").rename(small_dataset / "band:smile:[bold]x")
+    table = run("info", small_dataset)
+    assert table.exit_code == 0 and "band:smile:[bold]x" in table.stdout
+    _assert_one_line_error(run("info", tmp_path / "lab:smile:2024"), 3, "lab:smile:2024")
+
+
 def test_extract_writes_npz_csv_and_parquet_and_uses_the_cache(tmp_path, small_dataset):
     out = tmp_path / "features.npz"
     first = run("extract", small_dataset, "-o", out, "--json", "-j", "1")

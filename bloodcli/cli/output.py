@@ -22,7 +22,7 @@ UNBOUNDED_WIDTH = 100_000
 
 def _stdout_console() -> Console:
     """Results console: a terminal's own width; in a file or a pipe, tables at their natural width."""
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, emoji=False)  # emoji=False on both consoles: see Output
     if not console.is_terminal:
         console.width = UNBOUNDED_WIDTH
     return console
@@ -35,7 +35,8 @@ class Output:
     quiet: bool = False
     debug: bool = False
     stdout: Console = field(default_factory=lambda: _stdout_console())
-    stderr: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
+    # emoji=False: rich would turn ":smile:" in a file or class name into an emoji (escape() leaves those as they are)
+    stderr: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True, emoji=False))
 
     def log(self, message: str) -> None:
         """A status line on stderr (silenced by --quiet)."""
